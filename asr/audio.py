@@ -1,0 +1,75 @@
+"""Read any audio file as mono float32 at 16 kHz.
+
+soundfile (libsndfile) decodes WAV, FLAC, OGG/Vorbis/Opus and MP3; anything else falls back to
+librosa/audioread. Resampling uses soxr (through librosa), which is fast and band-limited.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from asr.errors import file_error
+
+SAMPLE_RATE = 16000  # Hz: every model input is at this rate
+MIN_SAMPLES = 400  # one 25 ms analysis window: anything shorter has no speech to recognise
+
+
+def to_mono_16k(audio: np.ndarray, sr: int) -> np.ndarray:
+    """(samples,) or (samples, channels) at `sr` -> (samples,) float32 at 16 kHz."""
+    import librosa
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)  # average channels: keeps both sides of a stereo interview
+    if sr != SAMPLE_RATE:
+        audio = librosa.resample(audio, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=False)
+        return audio, sr
+    except sf.LibsndfileError:
+        pass  # not a format libsndfile knows: try the slower generic decoder below
+    import warnings
+
+    import librosa
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # librosa warns about audioread; the error below says enough
+            audio, sr = librosa.load(str(path), sr=None, mono=False)
+    except Exception as e:  # audioread raises many unrelated types
+        raise file_error(path, f"not a readable audio file ({type(e).__name__})") from None
+    return audio.T if audio.ndim == 2 else audio, sr
+
+
+def load_audio(path) -> np.ndarray:
+    """Decode `path` -> (samples,) float32 mono at 16 kHz. Raises ASRError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "audio file not found")
+    if path.stat().st_size == 0:
+        raise file_error(path, "audio file is empty (0 bytes)")
+    audio, sr = _decode(path)
+    if audio.size == 0:
+        raise file_error(path, "audio has no samples")
+    audio = to_mono_16k(audio, sr)
+    if not np.isfinite(audio).all():
+        raise file_error(path, "audio contains NaN or infinite samples")
+    if audio.shape[0] < MIN_SAMPLES:
+        raise file_error(path, f"audio is too short ({audio.shape[0]} samples at 16 kHz, need {MIN_SAMPLES})")
+    return audio
+
+
+def audio_duration(path) -> float:
+    """Duration in seconds from the file header, without decoding (falls back to decoding)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        return info.frames / info.samplerate
+    except Exception:
+        return load_audio(path).shape[0] / SAMPLE_RATE

@@ -1,0 +1,62 @@
+"""Run configs: YAML files of plain data, defaults below, `key.sub=value` overrides from the CLI."""
+import copy
+from pathlib import Path
+
+import yaml
+
+from asr.errors import ASRError, file_error
+
+DEFAULTS = {
+    "seed": 0,
+    "out_dir": "runs/default",
+    "logger": "csv",  # csv | tensorboard (needs `pip install tensorboard`)
+    "tokenizer": {"kind": "char"},
+    "data": {"train": None, "val": None, "max_batch_seconds": 200.0, "max_duration": 35.0, "num_workers": 2},
+    "features": {"n_mels": 80, "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05}},
+    "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1},
+    "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02},
+    # Passed to pytorch_lightning.Trainer unchanged; "precision: auto" means 16-mixed on GPU, fp32 on CPU.
+    "trainer": {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",
+                "gradient_clip_val": 5.0, "log_every_n_steps": 20},
+}
+
+
+def merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def apply_override(config: dict, override: str) -> None:
+    """'model.hidden=512' -> config['model']['hidden'] = 512 (the value is parsed as YAML)."""
+    if "=" not in override:
+        raise ASRError(f"override {override!r}: expected key.sub=value")
+    key, value = override.split("=", 1)
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ASRError(f"override {override!r}: {p} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def load_config(path, overrides=()) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "config not found")
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise file_error(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
+    unknown = set(user) - set(DEFAULTS)
+    if unknown:
+        raise file_error(path, f"unknown config section(s): {', '.join(sorted(unknown))}")
+    config = merge(DEFAULTS, user)
+    for override in overrides:
+        apply_override(config, override)
+    for key in ("train", "val"):
+        if not config["data"].get(key):
+            raise file_error(path, f"data.{key} is not set (a manifest path or a list of them)")
+    return config

@@ -1,0 +1,167 @@
+"""Dataset, duration-bucketing batch sampler, collate and the LightningDataModule."""
+import logging
+import math
+import random
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.data.manifest import read_manifest
+from asr.errors import ASRError
+from asr.features import num_frames
+from asr.text import normalize
+
+log = logging.getLogger("asr")
+
+
+def min_frames_for(ids: list[int]) -> int:
+    """CTC needs one frame per token plus a blank between each pair of equal neighbours."""
+    return len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
+
+
+def usable_rows(rows, tokenizer, output_lengths, max_duration=None):
+    """Keep utterances the model can learn from; return (rows, {reason: count}, first examples).
+
+    Drops: characters outside the vocabulary, empty text, audio too long for the budget, and labels
+    longer than the subsampled frames (CTC cannot align them; they would only add zero losses).
+    """
+    kept, skipped, examples = [], {}, {}
+
+    def skip(reason, row, detail):
+        skipped[reason] = skipped.get(reason, 0) + 1
+        examples.setdefault(reason, f"{row['audio']}: {detail}")
+
+    for row in rows:
+        text = normalize(row["text"])
+        unknown = tokenizer.unknown_chars(text)
+        if not text:
+            skip("empty transcript", row, "empty transcript")
+        elif unknown:
+            skip("characters outside the vocabulary", row, f"characters {''.join(sorted(unknown))!r} not in vocabulary")
+        elif max_duration and row["duration"] > max_duration:
+            skip(f"longer than {max_duration:g} s", row, f"{row['duration']:.1f} s")
+        else:
+            ids = tokenizer.encode(text)
+            frames = int(output_lengths(num_frames(torch.tensor(int(row["duration"] * SAMPLE_RATE)))))
+            if min_frames_for(ids) > frames:
+                skip("label longer than the subsampled frames", row, f"{len(ids)} tokens for {frames} frames")
+            else:
+                kept.append({**row, "text": text, "ids": ids})
+    return kept, skipped, examples
+
+
+class SpeechDataset(Dataset):
+    """Rows (from `usable_rows`) -> dicts with the decoded waveform. A file that fails to decode
+    returns None; `collate` drops it and the loss of one utterance is logged, not fatal."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        row = self.rows[i]
+        try:
+            audio = load_audio(row["audio"])
+        except ASRError as e:
+            log.warning("skipping utterance: %s", e)
+            return None
+        return {"id": row["id"], "audio": torch.from_numpy(audio), "ids": row["ids"], "text": row["text"]}
+
+
+def collate(items):
+    """List of utterances -> padded batch. Shapes: audio (B, S), audio_lens (B,), targets (B, L)."""
+    items = [it for it in items if it is not None]
+    audio_lens = torch.tensor([len(it["audio"]) for it in items], dtype=torch.long)
+    audio = torch.zeros(len(items), int(audio_lens.max()) if items else 0)
+    target_lens = torch.tensor([len(it["ids"]) for it in items], dtype=torch.long)
+    targets = torch.zeros(len(items), int(target_lens.max()) if items else 0, dtype=torch.long)
+    for i, it in enumerate(items):
+        audio[i, : audio_lens[i]] = it["audio"]
+        targets[i, : target_lens[i]] = torch.tensor(it["ids"])
+    return {"audio": audio, "audio_lens": audio_lens, "targets": targets, "target_lens": target_lens,
+            "ids": [it["id"] for it in items], "texts": [it["text"] for it in items]}
+
+
+class DurationBatchSampler(torch.utils.data.Sampler):
+    """Batches of similar duration, each holding at most `max_seconds` of padded audio.
+
+    Utterances are sorted by duration and cut into batches once, so padding stays low and the
+    number of steps per epoch is fixed (the LR schedule and resumption rely on that). Each epoch
+    shuffles the order of batches. With several processes (DDP), every rank takes a disjoint,
+    equally long share of the batches, so all ranks run the same number of steps.
+    """
+
+    def __init__(self, durations, max_seconds, shuffle=True, seed=0, num_replicas=1, rank=0):
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.num_replicas, self.rank = num_replicas, rank
+        order = np.argsort(np.asarray(durations), kind="stable")
+        self.batches, batch, longest = [], [], 0.0
+        for i in order.tolist():
+            longest_if_added = max(longest, durations[i])
+            if batch and longest_if_added * (len(batch) + 1) > max_seconds:
+                self.batches.append(batch)
+                batch, longest_if_added = [], durations[i]
+            batch.append(i)
+            longest = longest_if_added
+        if batch:
+            self.batches.append(batch)
+        self.per_rank = len(self.batches) // num_replicas if num_replicas > 1 else len(self.batches)
+        self.sampler = self  # Lightning calls set_epoch on `batch_sampler.sampler` at each epoch start
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.per_rank
+
+    def __iter__(self):
+        batches = list(self.batches)
+        if self.shuffle:
+            random.Random(self.seed + self.epoch).shuffle(batches)
+        yield from batches[self.rank : self.per_rank * self.num_replicas : self.num_replicas]
+
+
+class SpeechDataModule(pl.LightningDataModule):
+    """Owns the train/validation data: reads manifests, filters, batches by duration."""
+
+    def __init__(self, data_cfg: dict, tokenizer, output_lengths, seed: int = 0):
+        super().__init__()
+        self.cfg, self.tokenizer, self.output_lengths, self.seed = data_cfg, tokenizer, output_lengths, seed
+
+    def _rows(self, key):
+        paths = self.cfg[key] if isinstance(self.cfg[key], list) else [self.cfg[key]]
+        rows = [row for p in paths for row in read_manifest(p)]
+        kept, skipped, examples = usable_rows(rows, self.tokenizer, self.output_lengths, self.cfg.get("max_duration"))
+        if skipped:
+            detail = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+            first = next(iter(examples.values()))
+            log.warning("%s: skipped %d of %d utterances (%s); first: %s", key, sum(skipped.values()), len(rows), detail, first)
+        if not kept:
+            raise ASRError(f"{', '.join(map(str, paths))}: no usable utterances ({detail})")
+        hours = sum(r["duration"] for r in kept) / 3600
+        log.info("%s: %d utterances, %.2f hours", key, len(kept), hours)
+        return kept
+
+    def setup(self, stage=None):
+        if not hasattr(self, "train_rows"):
+            self.train_rows, self.val_rows = self._rows("train"), self._rows("val")
+
+    def _loader(self, rows, shuffle):
+        world = self.trainer.world_size if self.trainer else 1
+        rank = self.trainer.global_rank if self.trainer else 0
+        sampler = DurationBatchSampler([r["duration"] for r in rows], self.cfg["max_batch_seconds"], shuffle=shuffle,
+                                       seed=self.seed, num_replicas=world, rank=rank)
+        workers = self.cfg.get("num_workers", 2)
+        return DataLoader(SpeechDataset(rows), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+
+    def train_dataloader(self):
+        return self._loader(self.train_rows, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_rows, shuffle=False)

@@ -1,0 +1,56 @@
+"""`asr train`: build the tokenizer, data, module and Lightning Trainer from a config, then fit."""
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+from asr.data.loader import SpeechDataModule
+from asr.errors import ASRError
+from asr.lightning import CTCModule
+from asr.text import CharTokenizer
+
+log = logging.getLogger("asr")
+
+
+def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
+    trainer_cfg = dict(config["trainer"])
+    if trainer_cfg.get("precision") == "auto":
+        # fp16 autocast with loss scaling on GPU: under bf16 autocast cuDNN's LSTM silently runs in
+        # fp16 without any loss scaling, so 16-mixed is the safe mixed precision for this model.
+        trainer_cfg["precision"] = "16-mixed" if torch.cuda.is_available() else "32-true"
+    if config["logger"] == "tensorboard":
+        logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
+    else:
+        logger = pl.loggers.CSVLogger(out_dir, name="logs")
+    checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor="val_wer", mode="min",
+                                  save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    return pl.Trainer(
+        default_root_dir=out_dir, logger=logger, callbacks=[checkpoints, LearningRateMonitor("step")],
+        use_distributed_sampler=False,  # our duration sampler splits batches across ranks itself
+        **trainer_cfg,
+    )
+
+
+def train(config: dict, resume: bool = False) -> Path:
+    """Train per `config`; returns the best checkpoint's path."""
+    pl.seed_everything(config["seed"], workers=True, verbose=False)
+    if config["tokenizer"].get("kind", "char") != "char":
+        raise ASRError(f"tokenizer kind {config['tokenizer']['kind']!r} is not supported (only 'char')")
+    tokenizer = CharTokenizer(**{k: v for k, v in config["tokenizer"].items() if k != "kind"})
+    module = CTCModule(config, tokenizer)
+    data = SpeechDataModule(config["data"], tokenizer, module.model.subsample.output_lengths, seed=config["seed"])
+    out_dir = Path(config["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise ASRError(f"{last}: no checkpoint to resume from")
+    trainer = build_trainer(config, out_dir)
+    n_params = sum(p.numel() for p in module.parameters())
+    log.info("model: %.2fM parameters; logs and checkpoints in %s", n_params / 1e6, out_dir)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    best = trainer.checkpoint_callback.best_model_path
+    return Path(best) if best else last
