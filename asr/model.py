@@ -36,22 +36,26 @@ class ConvSubsampling(nn.Module):
         if factor != 4:
             raise ValueError("conv subsampling supports factor 4")
         self.factor = factor
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.GELU(),
-        )
+        self.conv1 = nn.Conv2d(1, channels, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
         self.out_dim = channels * ((n_mels + 3) // 4)
 
     def forward(self, x, lengths):
-        x = self.conv(x.unsqueeze(1))  # (B, C, T/4, F/4)
+        x = nn.functional.gelu(self.conv1(x.unsqueeze(1)))  # (B, C, T/2, F/2)
+        half = self._halve(lengths)
+        # Zero the frames past each utterance's end: GELU(bias) there is not zero and conv2 would read it.
+        x = x * (torch.arange(x.shape[2], device=x.device)[None, :] < half[:, None])[:, None, :, None]
+        x = nn.functional.gelu(self.conv2(x))  # (B, C, T/4, F/4)
         batch, channels, frames, bins = x.shape
         x = x.permute(0, 2, 1, 3).reshape(batch, frames, channels * bins)
-        return x, self.output_lengths(lengths)
+        return x, self._halve(half)
+
+    @staticmethod
+    def _halve(frames):
+        return (frames - 1) // 2 + 1  # a kernel-3, stride-2, padding-1 convolution
 
     def output_lengths(self, frames):
-        for _ in range(2):  # each conv: kernel 3, stride 2, padding 1
-            frames = (frames - 1) // 2 + 1
-        return frames
+        return self._halve(self._halve(frames))
 
 
 class BiLSTMCTC(nn.Module):

@@ -1,0 +1,64 @@
+import librosa
+import numpy as np
+import torch
+
+from asr.features import HOP_LENGTH, LOG_FLOOR, N_FFT, LogMel, SpecAugment, normalize_features, num_frames
+
+# Stated tolerance: torchaudio (float32 FFT) vs librosa (float64 reference) log-mel energies agree
+# within 1e-3 in natural-log units (0.004 dB) wherever the energy is above 1e-6 of the peak (below that, float32 rounding dominates).
+TOLERANCE = 1e-3
+
+
+def _speechlike(seconds=1.3, sr=16000, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t * (1 + 0.3 * t)) + 0.1 * np.sin(2 * np.pi * 1800 * t)
+    return (tone * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_log_mel_matches_librosa():
+    audio = _speechlike()
+    ours = LogMel()(torch.from_numpy(audio)[None])[0].numpy()  # (frames, 80)
+    ref_mel = librosa.feature.melspectrogram(
+        y=audio.astype(np.float64), sr=16000, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
+        n_mels=80, center=True, pad_mode="constant", power=2.0)
+    ref = np.log(ref_mel + LOG_FLOOR).T
+    assert ours.shape == ref.shape == (num_frames(torch.tensor(audio.size)).item(), 80)
+    loud = ref_mel.T > 1e-6 * ref_mel.max()
+    assert loud.mean() > 0.9
+    assert np.abs(ours - ref)[loud].max() < TOLERANCE
+
+
+def test_padding_does_not_change_features_of_real_frames():
+    audio = torch.from_numpy(_speechlike(0.8))
+    alone = LogMel()(audio[None])[0]
+    padded = LogMel()(torch.nn.functional.pad(audio, (0, 8000))[None])[0]
+    assert torch.allclose(alone, padded[: alone.shape[0]], atol=1e-4)
+
+
+def test_normalize_uses_real_frames_only_and_zeroes_padding():
+    feats = torch.randn(2, 50, 80) * 3 + 7
+    lengths = torch.tensor([50, 30])
+    out = normalize_features(feats, lengths)
+    assert torch.allclose(out[1, :30].mean(0), torch.zeros(80), atol=1e-4)
+    assert torch.allclose(out[1, :30].std(0, unbiased=False), torch.ones(80), atol=1e-3)
+    assert out[1, 30:].abs().max() == 0
+    assert torch.allclose(out[1, :30], normalize_features(feats[1:, :30], lengths[1:])[0], atol=1e-5)
+
+
+def test_specaugment_masks_inside_each_utterance_and_only_in_training():
+    torch.manual_seed(0)
+    aug = SpecAugment(freq_masks=2, freq_width=10, time_masks=2, time_width=0.2)
+    feats = torch.ones(8, 100, 80)
+    lengths = torch.tensor([100, 90, 80, 70, 60, 50, 40, 30])
+    aug.train()
+    out = aug(feats, lengths)
+    masked = out == 0
+    assert masked.any()
+    for i, n in enumerate(lengths.tolist()):
+        time_masked = masked[i].all(dim=1)  # whole frames masked
+        assert time_masked.sum() <= 2 * int(0.2 * n) + 2
+        freq_masked = masked[i, :n].all(dim=0)  # whole bins masked
+        assert freq_masked.sum() <= 20
+    aug.eval()
+    assert torch.equal(aug(feats, lengths), feats)
