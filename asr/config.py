@@ -11,7 +11,8 @@ DEFAULTS = {
     "out_dir": "runs/default",
     "logger": "csv",  # csv | tensorboard (needs `pip install tensorboard`)
     "tokenizer": {"kind": "char"},
-    "data": {"train": None, "val": None, "max_batch_seconds": 200.0, "max_duration": 35.0, "num_workers": 2},
+    "data": {"train": None, "val": None, "max_batch_seconds": 200.0, "max_duration": 35.0, "num_workers": 2,
+             "speed_perturb": None},  # e.g. [0.9, 1.1]
     "features": {"n_mels": 80, "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05}},
     "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1},
     "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02},

@@ -55,10 +55,14 @@ def usable_rows(rows, tokenizer, output_lengths, max_duration=None):
 
 class SpeechDataset(Dataset):
     """Rows (from `usable_rows`) -> dicts with the decoded waveform. A file that fails to decode
-    returns None; `collate` drops it and the loss of one utterance is logged, not fatal."""
+    returns None; `collate` drops it and the loss of one utterance is logged, not fatal.
 
-    def __init__(self, rows):
-        self.rows = rows
+    `speed_perturb=(lo, hi)` resamples each training utterance by a random factor in [lo, hi]
+    (Kaldi-style speed perturbation): tempo and pitch change together, which mimics new speakers.
+    """
+
+    def __init__(self, rows, speed_perturb=None):
+        self.rows, self.speed_perturb = rows, speed_perturb
 
     def __len__(self):
         return len(self.rows)
@@ -70,7 +74,16 @@ class SpeechDataset(Dataset):
         except ASRError as e:
             log.warning("skipping utterance: %s", e)
             return None
+        if self.speed_perturb:
+            audio = perturb_speed(audio, random.uniform(*self.speed_perturb))
         return {"id": row["id"], "audio": torch.from_numpy(audio), "ids": row["ids"], "text": row["text"]}
+
+
+def perturb_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Play `audio` `factor` times faster: resample from 16 kHz * factor to 16 kHz."""
+    import soxr
+
+    return soxr.resample(audio, SAMPLE_RATE * factor, SAMPLE_RATE).astype(np.float32, copy=False)
 
 
 def collate(items):
@@ -151,17 +164,17 @@ class SpeechDataModule(pl.LightningDataModule):
         if not hasattr(self, "train_rows"):
             self.train_rows, self.val_rows = self._rows("train"), self._rows("val")
 
-    def _loader(self, rows, shuffle):
+    def _loader(self, rows, shuffle, speed_perturb=None):
         world = self.trainer.world_size if self.trainer else 1
         rank = self.trainer.global_rank if self.trainer else 0
         sampler = DurationBatchSampler([r["duration"] for r in rows], self.cfg["max_batch_seconds"], shuffle=shuffle,
                                        seed=self.seed, num_replicas=world, rank=rank)
         workers = self.cfg.get("num_workers", 2)
-        return DataLoader(SpeechDataset(rows), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+        return DataLoader(SpeechDataset(rows, speed_perturb), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
     def train_dataloader(self):
-        return self._loader(self.train_rows, shuffle=True)
+        return self._loader(self.train_rows, shuffle=True, speed_perturb=self.cfg.get("speed_perturb"))
 
     def val_dataloader(self):
         return self._loader(self.val_rows, shuffle=False)

@@ -1,0 +1,350 @@
+"""The built-in offline synthetic English corpus: espeak-ng reads random sentences in many voices.
+
+espeak-ng comes from the `espeakng-loader` wheel (the library and its data, no system install) and
+is driven through its C API with ctypes. A voice is an English accent plus a voice variant
+(`en-gb-x-rp+f3`); each pair is one speaker, and test/dev speakers never speak in training.
+Words come from `wordfreq`, drawn with a flattened frequency weight so that rare words still occur
+several times in training. espeak reports where each word starts, so every row has true word times.
+
+Determinism: espeak-ng keeps synthesis state in C statics (pitch flutter phase, gain control), so
+a sentence sounds slightly different depending on what the process said before. Fixed shards of
+utterances therefore each run in a fresh process (maxtasksperchild=1), with espeak's random
+generators reseeded per utterance: the audio depends on the seed only, never on the number of
+workers or on scheduling.
+"""
+import ctypes
+import io
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import espeakng_loader
+import numpy as np
+import soundfile as sf
+import soxr  # librosa's resampler, used directly: importing librosa costs a second per fresh worker
+
+from asr.audio import SAMPLE_RATE
+from asr.data.manifest import write_manifest
+from asr.errors import ASRError
+from asr.text import normalize
+
+SPLITS = ("train", "dev", "test")
+CHAPTER = {"train": 1, "dev": 2, "test": 3}  # LibriSpeech paths need one; a split's speakers share it
+ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc")
+# Variants in espeak-ng-data/voices/!v that sound like a person ("" = the accent's own voice). Left
+# out: whispers (no voicing), robots and heavy echo, tremolo (croak, grandpa), joke and child voices.
+VARIANTS = [""] + (
+    "m1 m2 m3 m4 m5 m6 m7 m8 f1 f2 f3 f4 f5 Alex Alicia Andrea Andy Annie AnxiousAndy Denis Diogo Gene Gene2 "
+    "Henrique Hugo Jacky Lee Marco Mario Michael Mike Nguyen Reed adam anika antonio aunty belinda benjamin "
+    "boris david ed edward edward2 gustave iven iven2 iven3 iven4 john klatt klatt2 klatt3 klatt4 klatt5 klatt6 "
+    "linda marcelo max michel miguel mike2 norbert pablo paul pedro quincy rob robert sandro shelby steph steph2 "
+    "steph3 travis victor").split()
+HELD_OUT_SPEAKERS = {"test": 40, "dev": 30}  # the other ~550 speakers speak in training
+RATE_WPM = (140, 220)
+PITCH = (30, 70)  # espeak's 0-100 scale, 50 = the variant's own pitch
+PITCH_RANGE = (30, 80)  # 0 = monotone, 50 = normal
+SNR_DB = (25, 45)  # white or pink noise
+PEAK_DBFS = (-18, -1)  # random gain: the loudest sample lands here
+PAD_S = (0.1, 0.2)  # silence kept before the first and after the last word
+SENTENCE_WORDS = (4, 14)
+FLATTEN = 0.5  # word weight = rank ** -FLATTEN: flatter than Zipf, so rare words recur
+SHARD = 50  # utterances per fresh process (see the module docstring)
+SILENCE_DB = -50  # a 10 ms frame this far below the loudest one is silence (espeak's is digital zero)
+# Frequent tokens that are not English words or that espeak expands (etc -> "et cetera"): foreign
+# function words, abbreviations, contractions without their apostrophe, web jargon; and profanity.
+NOT_WORDS = set(
+    "de la le les el en es et du des del las los il di da se sa mi li na va con un non re co pre ex al "
+    "ca im dont thats ive didnt doesnt isnt youre theyre wasnt couldnt wouldnt ve em op ap ep fi tho "
+    "etc inc vol min sec rep doc jan feb aug sept oct nov dec com www lol omg lmao wtf ur cuz gop "
+    "dick cock ass piss crap bastard anal cum tits".split())
+PROFANE_STEMS = ("fuck", "shit", "bitch", "cunt", "porn", "pussy", "whore", "boob", "nigg")
+
+
+class _Event(ctypes.Structure):  # espeak_EVENT in speak_lib.h (API revision 12)
+    class _Id(ctypes.Union):
+        _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", _Id)]
+
+
+_chunks, _word_events = [], []  # filled by the callback during one espeak_Synth call
+_espeak = None  # this process's initialised library and its sample rate (22050 Hz)
+
+
+@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+def _on_audio(wav, n, events):  # module-level, so never garbage-collected while espeak holds it
+    if wav and n > 0:
+        _chunks.append(np.ctypeslib.as_array(wav, (n,)).copy())
+    i = 0
+    while events[i].type != 0:  # espeakEVENT_LIST_TERMINATED
+        if events[i].type == 1:  # espeakEVENT_WORD: 1-based character position, time in ms
+            _word_events.append((events[i].text_position, events[i].audio_position))
+        i += 1
+    return 0
+
+
+def _espeak_lib():
+    global _espeak
+    if _espeak is None:
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        data_parent = os.path.dirname(espeakng_loader.get_data_path())  # the folder holding espeak-ng-data
+        rate = lib.espeak_Initialize(2, 0, data_parent.encode(), 0)  # 2 = AUDIO_OUTPUT_SYNCHRONOUS
+        if rate <= 0:
+            raise ASRError("espeak-ng failed to initialise (is espeakng-loader installed?)")
+        lib.espeak_SetSynthCallback(_on_audio)
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        _espeak = lib, rate
+    return _espeak
+
+
+def _phonemes(word: str) -> str:
+    lib, buf, out = _espeak_lib()[0], ctypes.c_char_p(word.encode()), []
+    while buf.value:
+        out.append(lib.espeak_TextToPhonemes(ctypes.byref(buf), 1, 0).decode())
+    return re.sub(r"[',;_! ]", "", "".join(out))  # without stress and pause marks
+
+
+def _vocabulary(size: int) -> list[str]:
+    """The `size` most frequent English words that espeak reads as words, most frequent first."""
+    import wordfreq
+
+    _espeak_lib()[0].espeak_SetVoiceByName(b"en-us")
+    letters = {c: _phonemes(c) for c in "abcdefghijklmnopqrstuvwxyz"}
+    n = size * 2
+    while True:
+        top = wordfreq.top_n_list("en", n)
+        words = [w for w in top if re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w) and (len(w) > 1 or w in ("a", "i"))
+                 and re.search("[aeiouy]", w)  # vowel-less tokens (mr, st, tv) get expanded or spelled
+                 and w not in NOT_WORDS and not any(s in w for s in PROFANE_STEMS)]
+        if len(words) >= size * 1.1 or len(top) < n:
+            break
+        n *= 2
+    kept = []
+    for w in words:
+        ph = _phonemes(w)
+        if len(w) > 1 and ph == "".join(letters[c] for c in w if c != "'"):
+            continue  # espeak spells it out (dna, usa, ok): the audio would not be the word
+        if re.fullmatch("[ivxlcdm]+", w) and ph.startswith("roUm@n"):
+            continue  # read as a Roman numeral ("ii" -> "roman two")
+        kept.append(w)
+    return kept[:size]
+
+
+def _sentences(vocab, counts, rng) -> list[list[tuple[str, str]]]:
+    """Per count, (TEXT, spoken form) pairs; no sentence occurs twice in the whole corpus."""
+    weights = np.arange(1, len(vocab) + 1, dtype=np.float64) ** -FLATTEN
+    weights /= weights.sum()
+    seen, out = set(), []
+    for n in counts:
+        split = []
+        while len(split) < n:
+            idx = rng.choice(len(vocab), size=rng.integers(SENTENCE_WORDS[0], SENTENCE_WORDS[1] + 1), p=weights)
+            words = [vocab[i] for i in idx]
+            text = " ".join(words).upper()
+            if text in seen:
+                continue
+            seen.add(text)
+            if len(words) >= 8 and rng.random() < 0.4:  # a comma pause mid-sentence, for varied prosody
+                words[int(rng.integers(3, len(words) - 3))] += ","
+            split.append((text, " ".join(words) + ("?" if rng.random() < 0.15 else ".")))
+        out.append(split)
+    return out
+
+
+def _synthesize(job) -> tuple[np.ndarray, int, list]:
+    """espeak's audio (float32), its sample rate and each word's start in seconds (None: no event)."""
+    lib, sr = _espeak_lib()
+    if lib.espeak_SetVoiceByName(job["voice"].encode()) != 0:
+        raise ASRError(f"espeak-ng has no voice {job['voice']!r}")
+    for param, value in ((1, job["rate"]), (3, job["pitch"]), (4, job["range"])):  # RATE, PITCH, RANGE
+        lib.espeak_SetParameter(param, int(value), 0)
+    ctypes.CDLL(None).srand(job["seed"])  # breath noise comes from libc rand() ...
+    if hasattr(lib, "espeak_ng_SetRandSeed"):
+        lib.espeak_ng_SetRandSeed(ctypes.c_long(job["seed"]))  # ... and from espeak's own generator
+    _chunks.clear()
+    _word_events.clear()
+    spoken = job["spoken"].encode()
+    lib.espeak_Synth(spoken, len(spoken) + 1, 0, 1, 0, 1, None, None)  # POS_CHARACTER, espeakCHARS_UTF8
+    audio = np.concatenate(_chunks).astype(np.float32) / 32768 if _chunks else np.zeros(0, np.float32)
+    at = {pos: ms / 1000 for pos, ms in _word_events}
+    return audio, sr, [at.get(m.start() + 1) for m in re.finditer(r"[a-z']+", job["spoken"])]
+
+
+def _fill_starts(starts, words, first, last) -> list[float]:
+    """Times for words without an event: espeak folds some short words into a neighbour ("of a",
+    a final "for the") and reports one start for both; share that span in proportion to letters."""
+    starts = list(starts)
+    if starts[0] is None:
+        starts[0] = first
+    known = [i for i, t in enumerate(starts) if t is not None]
+    for a, b in zip(known, known[1:] + [len(starts)]):
+        span_end = starts[b] if b < len(starts) else last
+        letters = np.cumsum([len(w) for w in words[a:b]])
+        for i in range(a + 1, b):
+            starts[i] = starts[a] + (span_end - starts[a]) * letters[i - a - 1] / letters[-1]
+    return starts
+
+
+def _render(job) -> dict:
+    """Synthesize one utterance, write its FLAC, return its manifest row."""
+    audio, sr, starts = _synthesize(job)
+    hop = sr // 100  # 10 ms frames
+    rms = np.sqrt(np.mean(audio[: len(audio) // hop * hop].reshape(-1, hop) ** 2, axis=1))
+    frames = np.flatnonzero(rms > rms.max() * 10 ** (SILENCE_DB / 20))
+    first, last = frames[0] * hop / sr, (frames[-1] + 1) * hop / sr
+    starts = _fill_starts(starts, job["text"].split(), first, last)
+    ends = []
+    for k, start in enumerate(starts):  # a word ends with its last sound before the next word starts
+        stop = starts[k + 1] if k + 1 < len(starts) else last
+        sounding = frames[(frames >= int(start * sr / hop)) & (frames < int(np.ceil(stop * sr / hop)))]
+        ends.append(min(stop, (sounding[-1] + 1) * hop / sr) if len(sounding) else stop)
+    lead, trail = job["pads"]
+    speech = soxr.resample(audio[int(first * sr): int(last * sr)], sr, SAMPLE_RATE, quality="HQ")
+    speech *= 10 ** (job["peak_dbfs"] / 20) / max(np.abs(speech).max(), 1e-6)
+    clip = np.concatenate([np.zeros(int(lead * SAMPLE_RATE)), speech, np.zeros(int(trail * SAMPLE_RATE))])
+    rng = np.random.default_rng(job["seed"])
+    noise = rng.standard_normal(len(clip))  # white
+    if job["pink"]:  # 1/f power: scale each frequency bin by 1/sqrt(f); a power-of-two FFT is 10x faster
+        spec = np.fft.rfft(rng.standard_normal(1 << (len(clip) - 1).bit_length()))
+        spec[1:] /= np.sqrt(np.arange(1, len(spec)))
+        noise = np.fft.irfft(spec)[: len(clip)]
+    noise *= np.sqrt(np.mean(speech**2) / np.mean(noise**2) / 10 ** (job["snr_db"] / 10))
+    clip = np.clip(clip + noise, -1, 32767 / 32768).astype(np.float32)
+    path = Path(job["path"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flac = io.BytesIO()  # encode in memory, write once: libsndfile's many small writes and seeks are 10x slower
+    sf.write(flac, clip, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    path.write_bytes(flac.getvalue())
+    words = [[w, round(max(s, first) + lead - first, 3), round(min(e, last) + lead - first, 3)]
+             for w, s, e in zip(job["text"].split(), starts, ends)]
+    return {"id": path.stem, "audio": job["audio"], "duration": round(len(clip) / SAMPLE_RATE, 3),
+            "text": job["text"], "speaker": str(job["speaker"]), "words": words}
+
+
+def _render_shard(jobs) -> list[dict]:
+    return [_render(job) for job in jobs]
+
+
+def _voices() -> dict[int, str]:
+    """Speaker id -> espeak voice; id = 100 * accent number + variant number, stable across versions."""
+    variant_dir = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    return {100 * (a + 1) + v: accent + (f"+{variant}" if variant else "")
+            for a, accent in enumerate(ACCENTS) for v, variant in enumerate(VARIANTS)
+            if not variant or (variant_dir / variant).is_file()}
+
+
+def _plan(out: Path, vocab, counts, seed) -> list[dict]:
+    """Everything random about each utterance, decided here so that workers only execute."""
+    voices = _voices()
+    ids = np.random.default_rng([seed, 1]).permutation(sorted(voices)).tolist()
+    n_test, n_dev = HELD_OUT_SPEAKERS["test"], HELD_OUT_SPEAKERS["dev"]
+    speakers = {"test": ids[:n_test], "dev": ids[n_test: n_test + n_dev], "train": ids[n_test + n_dev:]}
+    order = ("test", "dev", "train")  # held-out sentences first: they do not change with the training size
+    texts = dict(zip(order, _sentences(vocab, [counts[s] for s in order], np.random.default_rng([seed, 2]))))
+    jobs, style = [], {}
+    for split_no, split in enumerate(SPLITS):
+        taken = {}
+        for i, (text, spoken) in enumerate(texts[split]):
+            spk = speakers[split][i % len(speakers[split])]
+            if spk not in style:  # a speaker's habitual rate and pitch, varied a little per utterance
+                r = np.random.default_rng([seed, 3, spk])
+                style[spk] = (r.uniform(*RATE_WPM), r.uniform(*PITCH), r.uniform(*PITCH_RANGE))
+            rng = np.random.default_rng([seed, 4, split_no, i])
+            taken[spk] = taken.get(spk, -1) + 1
+            uid = f"{spk}-{CHAPTER[split]}-{taken[spk]:04d}"
+            path = out / "LibriSpeech" / split / str(spk) / str(CHAPTER[split]) / f"{uid}.flac"
+            jobs.append({
+                "split": split, "text": text, "spoken": spoken, "speaker": spk, "voice": voices[spk],
+                "rate": np.clip(style[spk][0] * rng.uniform(0.93, 1.07), *RATE_WPM),
+                "pitch": np.clip(style[spk][1] + rng.uniform(-4, 4), 0, 100),
+                "range": np.clip(style[spk][2] + rng.uniform(-8, 8), 0, 100),
+                "snr_db": rng.uniform(*SNR_DB), "pink": bool(rng.random() < 0.5),
+                "peak_dbfs": rng.uniform(*PEAK_DBFS), "pads": tuple(rng.uniform(*PAD_S, size=2)),
+                "seed": int(rng.integers(2**31)), "path": str(path), "audio": os.path.relpath(path, out / "manifests")})
+    return jobs
+
+
+def _fresh_process_pool(workers: int):
+    """A pool that runs each task in a new process. New processes come from a forkserver, not
+    from forking this process: the pool replaces workers from a helper thread, and a fork taken
+    while another thread holds a lock (an import's, say) leaves the child waiting on it forever."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn").Pool(workers, maxtasksperchild=1)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])  # the server imports numpy, soxr etc. once; workers inherit them
+    return ctx.Pool(workers, maxtasksperchild=1)
+
+
+def _prepare_out_dir(out: Path):
+    """Empty a folder that holds an earlier synthetic corpus (even a half-written one); touch nothing else."""
+    owned = [out / "LibriSpeech" / s for s in SPLITS] + [out / "manifests"]
+    if (out / "corpus.json").is_file():
+        for d in owned:
+            shutil.rmtree(d, ignore_errors=True)
+    elif any(d.is_dir() and any(d.iterdir()) for d in owned):
+        raise ASRError(f"{out}: already holds data that is not a synthetic corpus; choose an empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "corpus.json").write_text('{"complete": false}\n')  # marks the folder as ours if this run stops
+
+
+def _write_outputs(out: Path, jobs, rows, corpus) -> dict[str, Path]:
+    """trans.txt files, manifests and corpus.json (with per-split statistics)."""
+    manifests, stats = {}, {}
+    train_words = {w for job in jobs if job["split"] == "train" for w in job["text"].split()}
+    for split in SPLITS:
+        split_rows = [r for r, job in zip(rows, jobs) if job["split"] == split]
+        assert all(normalize(r["text"]) == r["text"] for r in split_rows)  # vocabulary is A-Z and '
+        by_dir = {}
+        for r in split_rows:
+            by_dir.setdefault(r["id"].rsplit("-", 1)[0], []).append(f"{r['id']} {r['text']}\n")
+        for name, lines in by_dir.items():
+            speaker, chapter = name.split("-")
+            (out / "LibriSpeech" / split / speaker / chapter / f"{name}.trans.txt").write_text("".join(sorted(lines)))
+        manifests[split] = write_manifest(out / "manifests" / f"{split}.jsonl", split_rows)
+        tokens = [w for r in split_rows for w in r["text"].split()]
+        stats[split] = {"utterances": len(split_rows), "hours": round(sum(r["duration"] for r in split_rows) / 3600, 3),
+                        "distinct_words": len(set(tokens)),
+                        "voices": sorted({corpus["speakers"][r["speaker"]] for r in split_rows})}
+        if split != "train":
+            unseen = sum(w not in train_words for w in tokens)
+            stats[split]["words_unseen_in_train"] = round(unseen / max(1, len(tokens)), 4)
+    (out / "corpus.json").write_text(json.dumps({"complete": True, **corpus, "splits": stats}, indent=1) + "\n")
+    return manifests
+
+
+def synthesize_corpus(out_dir, *, train_utts=4000, dev_utts=200, test_utts=300, vocab_size=3000, seed=0,
+                      workers=2, log=print) -> dict[str, Path]:
+    """Write the corpus under `out_dir`; returns {"train"|"dev"|"test": manifest path}."""
+    counts = {"train": train_utts, "dev": dev_utts, "test": test_utts}
+    if min(counts.values()) < 0 or vocab_size < 20:
+        raise ASRError("synth: utterance counts must be >= 0 and the vocabulary at least 20 words")
+    out = Path(out_dir).resolve()
+    _prepare_out_dir(out)
+    started, workers = time.time(), max(1, workers)
+    with _fresh_process_pool(workers) as pool:
+        vocab = pool.apply(_vocabulary, (vocab_size,))  # in a worker: this process never loads espeak
+        log(f"synth: {len(vocab)} words, {sum(counts.values())} utterances, {workers} workers")
+        jobs = _plan(out, vocab, counts, seed)
+        rows, shards = [], [jobs[i: i + SHARD] for i in range(0, len(jobs), SHARD)]
+        for k, shard_rows in enumerate(pool.imap(_render_shard, shards), 1):
+            rows += shard_rows
+            if k % max(1, len(shards) // 10) == 0 or k == len(shards):
+                log(f"synth: {len(rows)}/{len(jobs)} utterances ({time.time() - started:.0f} s)")
+    voices = _voices()
+    corpus = {"seed": seed, "sizes": counts, "vocab_size": vocab_size, "vocabulary_words": len(vocab),
+              "sample_rate": SAMPLE_RATE, "rate_wpm": RATE_WPM, "pitch": PITCH, "pitch_range": PITCH_RANGE,
+              "snr_db": SNR_DB, "peak_dbfs": PEAK_DBFS, "word_weight": f"rank^-{FLATTEN}",
+              "speakers": {str(s): voices[s] for s in sorted({job["speaker"] for job in jobs})}}
+    manifests = _write_outputs(out, jobs, rows, corpus)
+    hours = sum(r["duration"] for r in rows) / 3600
+    log(f"synth: done in {time.time() - started:.0f} s: {hours:.2f} h of audio in {out}")
+    return manifests

@@ -1,0 +1,75 @@
+import torch
+
+from asr.data.loader import DurationBatchSampler, collate, min_frames_for, usable_rows
+from asr.model import StackSubsampling
+from asr.text import CharTokenizer
+
+
+def test_batches_respect_budget_and_cover_everything_once():
+    durations = [((i * 7919) % 200) / 10 + 0.5 for i in range(500)]
+    sampler = DurationBatchSampler(durations, max_seconds=60, shuffle=True, seed=1)
+    batches = list(sampler)
+    seen = sorted(i for b in batches for i in b)
+    assert seen == list(range(500))
+    for b in batches:
+        assert max(durations[i] for i in b) * len(b) <= 60 or len(b) == 1
+    # low padding: within a batch, durations are close
+    padded = sum(max(durations[i] for i in b) * len(b) for b in batches)
+    assert sum(durations) / padded > 0.9
+    assert len(batches) == len(sampler)
+
+
+def test_epochs_shuffle_batch_order_deterministically():
+    durations = [float(i % 37 + 1) for i in range(300)]
+    a = DurationBatchSampler(durations, 40, seed=3)
+    b = DurationBatchSampler(durations, 40, seed=3)
+    assert list(a) == list(b)
+    first = list(a)
+    a.sampler.set_epoch(1)  # what Lightning calls at each epoch start
+    assert list(a) != first and sorted(map(tuple, list(a))) == sorted(map(tuple, first))
+
+
+def test_ranks_get_disjoint_batches_and_equal_step_counts():
+    durations = [float(i % 23 + 1) for i in range(403)]
+    ranks = [DurationBatchSampler(durations, 50, seed=0, num_replicas=3, rank=r) for r in range(3)]
+    for r in ranks:
+        r.set_epoch(5)
+    shares = [list(r) for r in ranks]
+    assert len({len(s) for s in shares}) == 1 and len(shares[0]) == len(ranks[0])
+    ids = [i for s in shares for b in s for i in b]
+    assert len(ids) == len(set(ids))
+
+
+def test_usable_rows_skips_and_counts_each_problem():
+    tok = CharTokenizer()
+    sub = StackSubsampling(80, 4)
+    rows = [
+        {"id": "ok", "audio": "a.flac", "duration": 2.0, "text": "hello world"},
+        {"id": "digits", "audio": "b.flac", "duration": 2.0, "text": "route 66"},
+        {"id": "empty", "audio": "c.flac", "duration": 2.0, "text": "  "},
+        {"id": "too-long-label", "audio": "d.flac", "duration": 0.2, "text": "a very long sentence for a blip"},
+        {"id": "too-long-audio", "audio": "e.flac", "duration": 99.0, "text": "fine"},
+    ]
+    kept, skipped, examples = usable_rows(rows, tok, sub.output_lengths, max_duration=30)
+    assert [r["id"] for r in kept] == ["ok"]
+    assert kept[0]["text"] == "HELLO WORLD" and kept[0]["ids"] == tok.encode("HELLO WORLD")
+    assert sum(skipped.values()) == 4 and len(skipped) == 4
+    assert "b.flac" in examples["characters outside the vocabulary"]
+
+
+def test_min_frames_counts_blanks_between_repeats():
+    assert min_frames_for([1, 2, 3]) == 3
+    assert min_frames_for([5, 5, 5]) == 5
+
+
+def test_collate_pads_and_drops_failed_items():
+    items = [
+        {"id": "a", "audio": torch.ones(100), "ids": [1, 2], "text": "X"},
+        None,
+        {"id": "b", "audio": torch.ones(40), "ids": [3], "text": "Y"},
+    ]
+    batch = collate(items)
+    assert batch["audio"].shape == (2, 100) and batch["audio"][1, 40:].abs().sum() == 0
+    assert batch["audio_lens"].tolist() == [100, 40]
+    assert batch["targets"].tolist() == [[1, 2], [3, 0]] and batch["target_lens"].tolist() == [2, 1]
+    assert batch["ids"] == ["a", "b"]

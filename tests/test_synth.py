@@ -1,0 +1,118 @@
+"""The synthetic espeak-ng corpus: layout, audio, word times, held-out speakers and determinism."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.data.manifest import read_manifest
+from asr.data.synth import synthesize_corpus
+from asr.errors import ASRError
+from asr.text import normalize
+
+SIZES = dict(train_utts=30, dev_utts=5, test_utts=8, vocab_size=500)
+SPLITS = ("train", "dev", "test")
+
+
+def _build(root: Path, **kw) -> dict:
+    manifests = synthesize_corpus(root, **{**SIZES, "log": lambda *a: None, **kw})
+    return {split: read_manifest(path) for split, path in manifests.items()}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    """The same seed twice (with different worker counts) and another seed."""
+    root = tmp_path_factory.mktemp("synth")
+    return {"a": (root / "a", _build(root / "a", seed=0)),
+            "b": (root / "b", _build(root / "b", seed=0, workers=1)),
+            "c": (root / "c", _build(root / "c", seed=1))}
+
+
+def test_librispeech_layout_and_transcripts(corpora):
+    root, rows = corpora["a"]
+    assert {s: len(r) for s, r in rows.items()} == {"train": 30, "dev": 5, "test": 8}
+    for split in SPLITS:
+        expected = {}
+        for r in rows[split]:
+            speaker, chapter, _ = r["id"].split("-")
+            assert speaker == r["speaker"]
+            path = root / "LibriSpeech" / split / speaker / chapter / f"{r['id']}.flac"
+            assert Path(r["audio"]).resolve() == path.resolve() and path.is_file()
+            expected.setdefault(path.parent / f"{speaker}-{chapter}.trans.txt", {})[r["id"]] = r["text"]
+        found = sorted((root / "LibriSpeech" / split).rglob("*.trans.txt"))
+        assert sorted(expected) == found
+        for trans, texts in expected.items():
+            lines = trans.read_text().splitlines()
+            assert lines == sorted(lines)
+            assert dict(line.split(" ", 1) for line in lines) == texts
+
+
+def test_texts_are_normalised_sentences(corpora):
+    for rows in corpora["a"][1].values():
+        for r in rows:
+            assert normalize(r["text"]) == r["text"]
+            assert 4 <= len(r["text"].split()) <= 14
+
+
+def test_audio_is_16k_mono_speech_matching_the_manifest(corpora):
+    for rows in corpora["a"][1].values():
+        for r in rows:
+            info = sf.info(r["audio"])
+            assert (info.samplerate, info.channels) == (16000, 1)
+            audio, _ = sf.read(r["audio"], dtype="float32")
+            assert abs(len(audio) / 16000 - r["duration"]) < 0.002
+            assert 0.8 < r["duration"] < 12
+            assert 0.12 < r["duration"] / len(r["words"]) < 1.0  # ~0.3-0.5 s a word with pads
+            assert np.sqrt(np.mean(audio**2)) > 0.005
+            quiet = np.sqrt(np.mean(audio[:800] ** 2))  # first 50 ms: the padding, only noise
+            assert quiet < np.sqrt(np.mean(audio**2)) / 5
+
+
+def test_word_times(corpora):
+    for rows in corpora["a"][1].values():
+        for r in rows:
+            words = r["words"]
+            assert [w for w, _, _ in words] == r["text"].split()
+            assert 0.05 < words[0][1] and words[-1][2] < r["duration"] - 0.05  # pads of ~0.1-0.2 s
+            for k, (_, start, end) in enumerate(words):
+                assert start <= end
+                if k:
+                    assert start >= words[k - 1][2] - 1e-6 and start > words[k - 1][1]
+
+
+def test_held_out_speakers_and_sentences(corpora):
+    rows = corpora["a"][1]
+    speakers = {s: {r["speaker"] for r in rows[s]} for s in SPLITS}
+    texts = {s: {r["text"] for r in rows[s]} for s in SPLITS}
+    assert not speakers["test"] & speakers["train"] and not speakers["dev"] & speakers["train"]
+    assert not texts["test"] & texts["train"] and not texts["dev"] & texts["train"]
+    assert len(speakers["train"]) > 20  # many voices, not one
+    corpus = json.loads((corpora["a"][0] / "corpus.json").read_text())
+    assert corpus["seed"] == 0 and corpus["sizes"]["test"] == 8
+    assert not set(corpus["splits"]["test"]["voices"]) & set(corpus["splits"]["train"]["voices"])
+
+
+def test_same_seed_same_corpus_other_seed_differs(corpora):
+    a, b, c = (corpora[k][1] for k in "abc")
+    for split in SPLITS:
+        assert [r["text"] for r in a[split]] == [r["text"] for r in b[split]]
+        assert [r["words"] for r in a[split]] == [r["words"] for r in b[split]]
+        for ra, rb in zip(a[split], b[split]):
+            assert Path(ra["audio"]).read_bytes() == Path(rb["audio"]).read_bytes()
+        assert {r["text"] for r in a[split]}.isdisjoint(r["text"] for r in c[split])
+
+
+def test_rebuilds_its_own_folder_but_never_overwrites_other_data(tmp_path):
+    tiny = dict(train_utts=2, dev_utts=1, test_utts=1, vocab_size=100, log=lambda *a: None)
+    synthesize_corpus(tmp_path / "corpus", **tiny)
+    stale = tmp_path / "corpus" / "LibriSpeech" / "train" / "999"
+    stale.mkdir()
+    synthesize_corpus(tmp_path / "corpus", **tiny)
+    assert not stale.exists()
+    other = tmp_path / "other" / "LibriSpeech" / "train"
+    other.mkdir(parents=True)
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ASRError, match="not a synthetic corpus"):
+        synthesize_corpus(tmp_path / "other", **tiny)
+    assert (other / "keep.txt").read_text() == "mine"
