@@ -42,6 +42,8 @@ class CTCModule(pl.LightningModule):
                           reduction="mean", zero_infinity=True)
 
     def training_step(self, batch, batch_idx):
+        if not batch["ids"]:
+            return None  # every file in this batch failed to decode (already logged): skip the step
         logits, out_lens = self(batch["audio"], batch["audio_lens"])
         loss = self.ctc_loss(logits, out_lens, batch["targets"], batch["target_lens"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
@@ -51,6 +53,8 @@ class CTCModule(pl.LightningModule):
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
 
     def validation_step(self, batch, batch_idx):
+        if not batch["ids"]:
+            return None
         logits, out_lens = self(batch["audio"], batch["audio_lens"])
         loss = self.ctc_loss(logits, out_lens, batch["targets"], batch["target_lens"])
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))

@@ -16,7 +16,8 @@ from asr.decoding import greedy_decode
 from asr.errors import ASRError, file_error
 from asr.features import HOP_LENGTH
 
-WINDOW_S = 30  # audio longer than this is transcribed in windows of this length ...
+WINDOW_S = 20  # audio longer than this is transcribed in windows of this length (about the
+#                longest training utterance: BiLSTMs generalise poorly to much longer inputs) ...
 CONTEXT_S = 2  # ... each with this much context on either side
 BATCH_SECONDS = 240  # audio per forward pass when transcribing many short files
 

@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny synthetic corpus and a model trained to overfit it (built once per run)."""
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def shared_data(*parts) -> Path:
+    """A path under ../shared/data; the test is skipped when it is absent (a user's fresh clone)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    from asr.data.synth import synthesize_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    manifests = synthesize_corpus(out, train_utts=8, dev_utts=2, test_utts=4, vocab_size=300, seed=7, workers=1,
+                                  log=lambda *a: None)
+    return out, manifests
+
+
+OVERFIT_CONFIG = {
+    "seed": 0,
+    "features": {"specaugment": {"freq_masks": 0, "time_masks": 0}},
+    "model": {"subsample": "stack", "subsample_factor": 2, "hidden": 160, "layers": 2, "dropout": 0.0},
+    "optim": {"lr": 4e-3, "weight_decay": 0.0, "warmup_steps": 20, "final_lr_ratio": 0.1},
+    "trainer": {"max_epochs": 220, "check_val_every_n_epoch": 55, "enable_progress_bar": False,
+                "enable_model_summary": False, "log_every_n_steps": 10},
+}
+
+
+@pytest.fixture(scope="session")
+def overfit_run(tiny_corpus, tmp_path_factory):
+    """Train on the 8 training utterances, validate on the same 8: learning works end to end."""
+    from asr.config import DEFAULTS, merge
+    from asr.train import train
+
+    _, manifests = tiny_corpus
+    out = tmp_path_factory.mktemp("run")
+    config = merge(DEFAULTS, OVERFIT_CONFIG)
+    config["out_dir"] = str(out)
+    config["data"].update(train=str(manifests["train"]), val=str(manifests["train"]), max_batch_seconds=200,
+                          num_workers=0)
+    best = train(config)
+    return out, best

@@ -1,0 +1,117 @@
+"""End to end: train on a handful of utterances, then evaluate and transcribe through the CLI."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.cli import main
+from asr.data.manifest import read_manifest
+
+
+def run_cli(capsys, *argv):
+    """Run `asr ARGV...` in-process -> (exit code, stdout, stderr)."""
+    try:
+        main(list(map(str, argv)))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_model_overfits_a_handful_of_utterances(overfit_run, tiny_corpus, tmp_path, capsys):
+    _, manifests = tiny_corpus
+    _, best = overfit_run
+    code, out, _ = run_cli(capsys, "evaluate", "--checkpoint", best, "--data", manifests["train"], "--out", tmp_path)
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["utterances"] == 8 and summary["failed"] == 0
+    assert summary["cer"] < 0.05, summary
+    assert "WER" in out
+
+
+def test_evaluate_writes_per_utterance_report(overfit_run, tiny_corpus, tmp_path, capsys):
+    _, manifests = tiny_corpus
+    _, best = overfit_run
+    code, _, _ = run_cli(capsys, "evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path)
+    assert code == 0
+    rows = [json.loads(l) for l in (tmp_path / "utterances.jsonl").read_text().splitlines()]
+    refs = {r["id"]: r["text"] for r in read_manifest(manifests["test"])}
+    assert {r["id"] for r in rows} == set(refs)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["words"] == sum(len(t.split()) for t in refs.values())
+    assert summary["word_errors"] == sum(r["word_errors"] for r in rows)
+
+
+def test_transcribe_reports_bad_files_and_goes_on(overfit_run, tiny_corpus, tmp_path, capsys):
+    _, manifests = tiny_corpus
+    _, best = overfit_run
+    good = read_manifest(manifests["train"])[0]
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("this is not audio")
+    empty = tmp_path / "empty.flac"
+    empty.write_bytes(b"")
+    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", best, "--format", "json",
+                             good["audio"], not_audio, empty, tmp_path / "missing.wav")
+    assert code == 0
+    results = [json.loads(l) for l in out.splitlines()]
+    assert len(results) == 4
+    ok = [r for r in results if "error" not in r]
+    assert len(ok) == 1 and ok[0]["text"] == good["text"]
+    assert "3 of 4 files failed" in err and "Traceback" not in err
+    assert any("notes.wav" in r.get("error", "") for r in results)
+    code, _, _ = run_cli(capsys, "transcribe", "--checkpoint", best, "--strict", good["audio"], not_audio)
+    assert code == 1
+    code, _, err = run_cli(capsys, "transcribe", "--checkpoint", best, not_audio)
+    assert code == 1 and "notes.wav" in err
+
+
+def test_transcribe_any_rate_and_channels(overfit_run, tiny_corpus, tmp_path, capsys):
+    import librosa
+
+    _, manifests = tiny_corpus
+    _, best = overfit_run
+    row = read_manifest(manifests["train"])[1]
+    audio, sr = sf.read(row["audio"], dtype="float32")
+    stereo_44k = librosa.resample(audio, orig_sr=sr, target_sr=44100)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([stereo_44k, stereo_44k], axis=1), 44100)
+    code, out, _ = run_cli(capsys, "transcribe", "--checkpoint", best, path)
+    assert code == 0
+    from asr.lightning import error_counts
+
+    errors, _, char_errors, chars = error_counts([row["text"]], [out.strip()])
+    assert char_errors / chars < 0.1
+
+
+def test_long_files_are_windowed_without_losing_or_shifting_frames(overfit_run, tmp_path):
+    """Windowing arithmetic: with a frame-local stand-in for the network (each output frame's
+    logits come from that frame's own samples), the windowed pass must equal one whole pass
+    exactly, so no frame is dropped, duplicated or shifted at window edges."""
+    import torch
+
+    from asr.transcribe import CONTEXT_S, WINDOW_S, Recognizer
+
+    _, best = overfit_run
+    rec = Recognizer(best, "cpu")
+
+    def frame_local_logits(waves):
+        out = []
+        for w in waves:
+            n = -(-len(w) // rec.frame_samples)
+            frames = np.pad(w, (0, n * rec.frame_samples - len(w))).reshape(n, rec.frame_samples)
+            token = (np.abs(frames).mean(1) * 1000).astype(int) % rec.tokenizer.vocab_size
+            out.append(torch.nn.functional.one_hot(torch.from_numpy(token), rec.tokenizer.vocab_size).float())
+        return out
+
+    rec.logits = frame_local_logits
+    rng = np.random.default_rng(0)
+    seconds = 2 * WINDOW_S + CONTEXT_S + 3.3  # three windows, the last one short
+    long = (rng.uniform(-0.5, 0.5, int(seconds * 16000)) * np.sin(np.arange(int(seconds * 16000)) / 900)).astype(np.float32)
+    path = tmp_path / "long.wav"
+    sf.write(path, long, 16000, subtype="FLOAT")
+    windowed = rec.long_file_logits(path)
+    whole = frame_local_logits([long])[0]
+    assert windowed.shape == whole.shape
+    assert torch.equal(windowed, whole)
