@@ -1,4 +1,6 @@
 """Loading checkpoints safely: tensors and plain data only, never code (torch.load weights_only)."""
+import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -16,14 +18,17 @@ def load_module(path, device="cpu"):
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refuses anything but tensors and plain data
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise file_error(path, f"not a loadable checkpoint ({first[:200]})") from None
+        raise file_error(path, _load_problem(path, e)) from None
     if not isinstance(ckpt, dict) or "asr" not in ckpt or "state_dict" not in ckpt:
         raise file_error(path, "not an asr checkpoint (no model config inside)")
     try:
         module = CTCModule.from_asr_dict(ckpt["asr"])
     except (KeyError, TypeError, ValueError) as e:
         raise file_error(path, f"incompatible checkpoint config ({e})") from None
+    proj = ckpt["state_dict"].get("model.proj.weight") if isinstance(ckpt["state_dict"], dict) else None
+    if isinstance(proj, torch.Tensor) and proj.shape[0] != module.tokenizer.vocab_size:
+        raise file_error(path, f"tokenizer/vocabulary mismatch: the checkpoint's tokenizer has "
+                               f"{module.tokenizer.vocab_size} tokens but its weights output {proj.shape[0]}")
     try:
         result = module.load_state_dict(ckpt["state_dict"], strict=False)
     except RuntimeError as e:  # shape mismatch: say which tensor
@@ -33,3 +38,19 @@ def load_module(path, device="cpu"):
     if problems:
         raise file_error(path, f"checkpoint weights do not match the model ({', '.join(problems[:3])})")
     return module.to(device).eval()
+
+
+def _load_problem(path: Path, e: Exception) -> str:
+    """torch.load's failure -> one short line. Its own text is long and, for a file that holds code,
+    advises loading it with weights_only=False: the very thing we must not suggest."""
+    text = str(e)
+    blocked = re.search(r"GLOBAL ([\w.]+)", text)  # the weights-only unpickler met an import
+    if blocked:
+        return (f"refusing to load: the file would import {blocked.group(1)}, which can run code; "
+                f"a checkpoint may hold only tensors and plain data")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is something else
+        return "not a PyTorch checkpoint file"
+    if "Weights only load failed" in text:
+        return "refusing to load: the file holds objects other than tensors and plain data, which can run code"
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return f"not a loadable checkpoint ({first[:200]})"

@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from asr.data.loader import SpeechDataModule
 from asr.errors import ASRError
@@ -27,11 +28,14 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
         logger = pl.loggers.CSVLogger(out_dir, name="logs")
     checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor="val_wer", mode="min",
                                   save_last=True, save_top_k=1, auto_insert_metric_name=False)
-    return pl.Trainer(
-        default_root_dir=out_dir, logger=logger, callbacks=[checkpoints, LearningRateMonitor("step")],
-        use_distributed_sampler=False,  # our duration sampler splits batches across ranks itself
-        **trainer_cfg,
-    )
+    try:
+        return pl.Trainer(
+            default_root_dir=out_dir, logger=logger, callbacks=[checkpoints, LearningRateMonitor("step")],
+            use_distributed_sampler=False,  # our duration sampler splits batches across ranks itself
+            **trainer_cfg,
+        )
+    except (TypeError, ValueError, MisconfigurationException) as e:
+        raise ASRError(f"config section 'trainer': {e}") from None
 
 
 def train(config: dict, resume: bool = False) -> Path:

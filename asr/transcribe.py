@@ -85,6 +85,8 @@ class Recognizer:
                 lo, hi = max(0, start - ctx), min(total16, start + step + ctx)
                 f.seek(int(lo * sr / SAMPLE_RATE))
                 wave = to_mono_16k(f.read(int((hi - lo) * sr / SAMPLE_RATE), dtype="float32"), sr)
+                if not np.isfinite(wave).all():  # as load_audio checks for short files
+                    raise file_error(path, "audio contains NaN or infinite samples")
                 logits = self.logits([wave])[0]
                 skip = (start - lo) // self.frame_samples
                 keep = -(-(min(start + step, total16) - start) // self.frame_samples)

@@ -22,6 +22,17 @@ def write_manifest(path, rows) -> Path:
     return path
 
 
+def _duration_or_zero(audio: Path) -> float:
+    """Duration from the file header for rows that lack one; 0 for unreadable files, which the
+    readers downstream report by name when they try to decode them."""
+    from asr.audio import audio_duration
+
+    try:
+        return audio_duration(audio)
+    except ASRError:
+        return 0.0
+
+
 def read_manifest(path) -> list[dict]:
     """Read a manifest; audio paths come back absolute. Raises ASRError on a bad line."""
     path = Path(path)
@@ -43,6 +54,10 @@ def read_manifest(path) -> list[dict]:
             row.setdefault("id", audio.stem)
             row.setdefault("text", "")
             row.setdefault("speaker", "")
+            if not isinstance(row["text"], str):
+                raise ASRError(f"{path}:{lineno}: text is {type(row['text']).__name__}, not a string")
+            if not isinstance(row.get("duration"), (int, float)):
+                row["duration"] = _duration_or_zero(audio)
             rows.append(row)
     if not rows:
         raise file_error(path, "manifest is empty")

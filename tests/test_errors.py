@@ -1,0 +1,353 @@
+"""Bad input gets one clear line (`error: FILE: problem`) and a non-zero exit, never a traceback;
+in a batch, one bad file is reported and the others go on."""
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from asr.cli import main
+from asr.data.manifest import read_manifest, write_manifest
+
+
+def run_cli(capsys, *argv):
+    """Run `asr ARGV...` in-process -> (exit code, stdout, stderr)."""
+    try:
+        main(list(map(str, argv)))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def run_console(*argv, cwd=None):
+    """Run the real console entry point in a fresh interpreter -> CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "asr.cli", *map(str, argv)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def assert_one_line_error(code, err, *needles):
+    """Exit 1, exactly one `error:` line, naming every needle (the file, the problem), no traceback."""
+    assert code == 1, err
+    assert "Traceback" not in err, err
+    lines = error_lines(err)
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert str(needle) in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def ckpt(overfit_run):
+    return overfit_run[1]
+
+
+@pytest.fixture(scope="module")
+def good_audio(tiny_corpus):
+    return read_manifest(tiny_corpus[1]["train"])[0]["audio"]
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+class RunsCode:
+    """Unpickling this calls os.system: a checkpoint holding it must never be loaded."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(ckpt, tmp_path_factory):
+    """name -> (path, words the error must contain)."""
+    d = tmp_path_factory.mktemp("bad-ckpts")
+    (d / "random.ckpt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (d / "notes.ckpt").write_text("these are my notes, not a model\n")
+    torch.save({"state_dict": {"w": torch.zeros(3)}, "epoch": 1}, d / "plain.ckpt")
+    vocab = torch.load(ckpt, map_location="cpu", weights_only=True)
+    vocab["asr"]["tokenizer"]["chars"] = " ABC"
+    torch.save(vocab, d / "vocab.ckpt")
+    config = torch.load(ckpt, map_location="cpu", weights_only=True)
+    config["asr"]["config"]["model"]["hidden"] = 32
+    torch.save(config, d / "config.ckpt")
+    return {
+        "missing": (d / "missing.ckpt", ["checkpoint not found"]),
+        "random bytes": (d / "random.ckpt", ["not a PyTorch checkpoint"]),
+        "text file": (d / "notes.ckpt", ["not a PyTorch checkpoint"]),
+        "plain dict": (d / "plain.ckpt", ["not an asr checkpoint"]),
+        "vocabulary differs": (d / "vocab.ckpt", ["tokenizer/vocabulary mismatch", "has 5 tokens"]),
+        "model config differs": (d / "config.ckpt", ["do not match the model", "size mismatch", "lstm"]),
+    }
+
+
+CHECKPOINT_CASES = ["missing", "random bytes", "text file", "plain dict", "vocabulary differs", "model config differs"]
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES)
+def test_transcribe_bad_checkpoint(case, bad_checkpoints, good_audio, capsys):
+    path, words = bad_checkpoints[case]
+    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", path, good_audio)
+    assert_one_line_error(code, err, path, *words)
+    assert out == ""
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_CASES)
+def test_evaluate_bad_checkpoint(case, bad_checkpoints, tiny_corpus, tmp_path, capsys):
+    path, words = bad_checkpoints[case]
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", path, "--data", tiny_corpus[1]["test"],
+                           "--out", tmp_path / "eval")
+    assert_one_line_error(code, err, path, *words)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_checkpoint_that_would_run_code_is_refused(ckpt, good_audio, tiny_corpus, tmp_path, capsys):
+    marker = tmp_path / "MARKER"
+    evil = torch.load(ckpt, map_location="cpu", weights_only=True)
+    evil["callbacks"] = {"x": RunsCode(f"touch {marker}")}
+    torch.save(evil, tmp_path / "evil.ckpt")
+
+    # The real console script: exit 1, one line on stderr, no traceback, and nothing ran.
+    proc = run_console("transcribe", "--checkpoint", tmp_path / "evil.ckpt", good_audio, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert str(tmp_path / "evil.ckpt") in proc.stderr and "refusing to load" in proc.stderr
+    assert "system" in proc.stderr  # names what it would have called
+    assert "weights_only" not in proc.stderr  # torch's advice to load it unsafely is not passed on
+    assert proc.stdout == ""
+
+    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", tmp_path / "evil.ckpt", "--data",
+                           tiny_corpus[1]["test"], "--out", tmp_path / "eval")
+    assert_one_line_error(code, err, tmp_path / "evil.ckpt", "refusing to load")
+    assert not marker.exists()
+
+    # The payload is live: an unsafe load does run it (so the checks above could fail).
+    torch.load(tmp_path / "evil.ckpt", map_location="cpu", weights_only=False)
+    assert marker.exists()
+
+
+# ---------------------------------------------------------------------------- audio
+
+
+def _tone(seconds, sr=16000):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def bad_audio(tmp_path_factory):
+    """name -> path of a file that is not usable audio."""
+    d = tmp_path_factory.mktemp("bad-audio")
+    (d / "empty.wav").write_bytes(b"")
+    (d / "notes.wav").write_text("this is a text file, not a recording\n")
+    sf.write(d / "ten.wav", np.zeros(10, np.float32), 16000)
+    nan = _tone(1.0)
+    nan[4000:4010] = np.nan
+    sf.write(d / "nan.wav", nan, 16000, subtype="FLOAT")
+    long_nan = _tone(30.0)  # past the windowing threshold: read window by window, not by load_audio
+    long_nan[16000] = np.nan
+    sf.write(d / "long-nan.wav", long_nan, 16000, subtype="FLOAT")
+    sf.write(d / "whole.flac", _tone(2.0), 16000, format="FLAC")
+    data = (d / "whole.flac").read_bytes()
+    (d / "truncated.flac").write_bytes(data[: len(data) // 2])
+    return {
+        "missing": d / "missing.wav",
+        "empty": d / "empty.wav",
+        "text named .wav": d / "notes.wav",
+        "10 samples": d / "ten.wav",
+        "NaN": d / "nan.wav",
+        "NaN in a long file": d / "long-nan.wav",
+        "truncated FLAC": d / "truncated.flac",
+    }
+
+
+# What each must say if it fails (the truncated FLAC may also decode partially and transcribe).
+AUDIO_PROBLEMS = {
+    "missing": "not found",
+    "empty": "empty",
+    "text named .wav": "not a readable audio file",
+    "10 samples": "too short",
+    "NaN": "NaN",
+    "NaN in a long file": "NaN",
+    "truncated FLAC": None,
+}
+
+
+@pytest.mark.parametrize("case", list(AUDIO_PROBLEMS))
+def test_transcribe_one_bad_audio_file(case, bad_audio, ckpt, capsys):
+    path = bad_audio[case]
+    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", ckpt, "--format", "json", path)
+    assert "Traceback" not in err
+    [result] = [json.loads(line) for line in out.splitlines()]
+    assert result["path"] == str(path)
+    if "error" not in result and AUDIO_PROBLEMS[case] is None:  # decoded what was there
+        assert code == 0 and isinstance(result["text"], str) and not error_lines(err)
+        return
+    line = assert_one_line_error(code, err, path, AUDIO_PROBLEMS[case] or "")
+    assert line == f"error: {result['error']}" and "\n" not in result["error"]
+
+
+def test_transcribe_batch_reports_each_bad_file_and_goes_on(bad_audio, ckpt, good_audio, tiny_corpus, capsys):
+    good = read_manifest(tiny_corpus[1]["train"])[0]
+    files = [bad_audio[c] for c in AUDIO_PROBLEMS] + [good_audio]
+    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", ckpt, "--format", "json", *files)
+    assert code == 0, err  # some files worked: the command as a whole did not fail
+    assert "Traceback" not in err
+    results = [json.loads(line) for line in out.splitlines()]
+    assert sorted(r["path"] for r in results) == sorted(map(str, files))  # one line per file
+    by_path = {r["path"]: r for r in results}
+    assert by_path[str(good_audio)]["text"] == good["text"] and "error" not in by_path[str(good_audio)]
+    failed = [r for r in results if "error" in r]
+    for case, problem in AUDIO_PROBLEMS.items():
+        if problem:
+            assert problem in by_path[str(bad_audio[case])]["error"], case
+    for r in failed:
+        assert r["error"].startswith(f"{r['path']}: ") and f"error: {r['error']}" in err.splitlines()
+    assert len(error_lines(err)) == len(failed) >= len(AUDIO_PROBLEMS) - 1
+    assert f"{len(failed)} of {len(files)} files failed" in err
+    code, _, _ = run_cli(capsys, "transcribe", "--checkpoint", ckpt, "--strict", good_audio, bad_audio["empty"])
+    assert code == 1
+
+
+def test_evaluate_reports_bad_rows_and_scores_the_rest(bad_audio, ckpt, tiny_corpus, tmp_path, capsys):
+    rows = read_manifest(tiny_corpus[1]["train"])[:2]
+    rows += [{"id": "missing", "audio": str(bad_audio["missing"]), "text": "HELLO"},
+             {"id": "nan", "audio": str(bad_audio["NaN"]), "text": "HELLO"}]
+    manifest = write_manifest(tmp_path / "mixed.jsonl", rows)
+    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev")
+    assert code == 0 and "Traceback" not in err
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["utterances"] == 2 and summary["failed"] == 2
+    assert any(str(bad_audio["missing"]) in f and "not found" in f for f in summary["failures"])
+    assert any(str(bad_audio["NaN"]) in f and "NaN" in f for f in summary["failures"])
+    assert "2 failed" in out
+    code, _, _ = run_cli(capsys, "evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev2",
+                         "--strict")
+    assert code == 1
+
+
+# ---------------------------------------------------------------------------- evaluate --data
+
+
+def _eval_data_cases(tmp_path):
+    (tmp_path / "empty-dir").mkdir()
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "malformed.jsonl").write_text('{"audio": "a.wav", "text": "A"}\n{"audio": "b.wav", "text": \n')
+    (tmp_path / "number.jsonl").write_text('{"audio": "a.wav", "text": 42}\n')
+    return {
+        "empty directory": (tmp_path / "empty-dir", ["no LibriSpeech transcripts"]),
+        "nonexistent path": (tmp_path / "nowhere", ["no such manifest or folder"]),
+        "empty manifest": (tmp_path / "empty.jsonl", ["manifest is empty"]),
+        "malformed line": (tmp_path / "malformed.jsonl", [":2:", "not a manifest row"]),
+        "text not a string": (tmp_path / "number.jsonl", ["text is int"]),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty directory", "nonexistent path", "empty manifest", "malformed line",
+                                  "text not a string"])
+def test_evaluate_bad_data(case, ckpt, tmp_path, capsys):
+    path, words = _eval_data_cases(tmp_path)[case]
+    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", ckpt, "--data", path, "--out", tmp_path / "ev")
+    assert_one_line_error(code, err, path, *words)
+    assert "WER" not in out and not (tmp_path / "ev").exists()
+
+
+def test_evaluate_bad_data_console_script(ckpt, tmp_path):
+    proc = run_console("evaluate", "--checkpoint", ckpt, "--data", tmp_path / "nowhere", "--out", tmp_path / "ev")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr == f"error: {tmp_path / 'nowhere'}: no such manifest or folder\n"
+
+
+# ---------------------------------------------------------------------------- prepare
+
+
+def test_prepare_empty_subset_folder(tmp_path, capsys):
+    (tmp_path / "subset").mkdir()
+    code, _, err = run_cli(capsys, "prepare", "librispeech", "--root", tmp_path, "--subsets", tmp_path / "subset")
+    assert_one_line_error(code, err, tmp_path / "subset", "no LibriSpeech transcripts")
+    assert not (tmp_path / "manifests").exists()
+
+
+def test_prepare_unknown_subset_lists_valid_names(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "prepare", "librispeech", "--root", tmp_path, "--subsets", "not-a-subset")
+    line = assert_one_line_error(code, err, "not-a-subset", "valid names")
+    for name in ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
+                 "train-other-500"):
+        assert name in line
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def _train_config(tmp_path, tiny_corpus, train_rows, **extra) -> str:
+    manifest = write_manifest(tmp_path / "train.jsonl", train_rows)
+    config = {
+        "out_dir": str(tmp_path / "run"),
+        "data": {"train": str(manifest), "val": str(tiny_corpus[1]["dev"]), "num_workers": 0},
+        "model": {"hidden": 16, "layers": 1},
+        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False,
+                    "log_every_n_steps": 1},
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _bad_rows(tiny_corpus):
+    good = read_manifest(tiny_corpus[1]["train"])
+    return [
+        {**good[0], "id": "digits", "text": "ROOM 101 IS OPEN"},  # digits: not in the A-Z ' vocabulary
+        {**good[1], "id": "too-long", "text": "A B " * 400},  # 800 tokens for a few seconds of audio
+    ]
+
+
+def test_train_missing_config(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--config", tmp_path / "nope.yaml")
+    assert_one_line_error(code, err, tmp_path / "nope.yaml", "config not found")
+
+
+def test_train_unknown_config_section(tmp_path, capsys):
+    path = tmp_path / "typo.yaml"
+    path.write_text("modle:\n  hidden: 16\n")
+    code, _, err = run_cli(capsys, "train", "--config", path)
+    assert_one_line_error(code, err, path, "unknown config section", "modle")
+
+
+def test_train_skips_unusable_rows_and_says_why(tiny_corpus, tmp_path, capsys, caplog):
+    rows = read_manifest(tiny_corpus[1]["train"]) + _bad_rows(tiny_corpus)
+    config = _train_config(tmp_path, tiny_corpus, rows)
+    caplog.set_level(logging.INFO, logger="asr")
+    code, out, err = run_cli(capsys, "train", "--config", config)
+    assert code == 0, err
+    assert "Traceback" not in err and not error_lines(err)
+    assert "best checkpoint:" in out and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    skipped = [r.getMessage() for r in caplog.records if r.name == "asr" and "skipped" in r.getMessage()]
+    assert len(skipped) == 1, skipped
+    assert "skipped 2 of 10 utterances" in skipped[0]
+    assert "1 characters outside the vocabulary" in skipped[0]
+    assert "1 label longer than the subsampled frames" in skipped[0]
+    assert any(r.name == "asr" and "train: 8 utterances" in r.getMessage() for r in caplog.records)
+
+
+def test_train_with_only_unusable_rows_fails_cleanly(tiny_corpus, tmp_path, capsys):
+    config = _train_config(tmp_path, tiny_corpus, _bad_rows(tiny_corpus))
+    code, _, err = run_cli(capsys, "train", "--config", config)
+    assert_one_line_error(code, err, tmp_path / "train.jsonl", "no usable utterances",
+                          "characters outside the vocabulary", "label longer than the subsampled frames")
+    assert not (tmp_path / "run" / "checkpoints").exists()
