@@ -95,19 +95,9 @@ class Recognizer:
 
     def transcribe_file(self, path) -> str:
         path = Path(path)
-        if self._is_long(path):
+        if is_long_file(path):
             return self.decode(self.long_file_logits(path))
         return self.transcribe_arrays([load_audio(path)])[0]
-
-    @staticmethod
-    def _is_long(path: Path) -> bool:
-        import soundfile as sf
-
-        try:
-            info = sf.info(str(path))
-        except Exception:
-            return False  # not seekable by soundfile: decoded whole by load_audio
-        return info.frames / info.samplerate > WINDOW_S + 2 * CONTEXT_S
 
 
 def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Result]:
@@ -128,7 +118,7 @@ def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Resu
 
     for p in map(Path, paths):
         try:
-            if recognizer._is_long(p):
+            if is_long_file(p):
                 done(Result(str(p), recognizer.transcribe_file(p), _duration(p)))
             else:
                 pending[p] = load_audio(p)
@@ -140,6 +130,17 @@ def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Resu
             flush()
     flush()
     return [results[Path(p)] for p in paths]
+
+
+def is_long_file(path: Path) -> bool:
+    """Longer than one window plus its context: transcribed window by window."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return False  # not seekable by soundfile: decoded whole by load_audio
+    return info.frames / info.samplerate > WINDOW_S + 2 * CONTEXT_S
 
 
 def _duration(path: Path) -> float:
