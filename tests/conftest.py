@@ -14,6 +14,23 @@ def shared_data(*parts) -> Path:
     return path
 
 
+@pytest.fixture
+def run_cli(capsys):
+    """Run `asr ARGV...` in-process -> (exit code, stdout, stderr)."""
+    from asr.cli import main
+
+    def run(*argv):
+        try:
+            main(list(map(str, argv)))
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     from asr.data.synth import synthesize_corpus

@@ -12,19 +12,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from asr.cli import main
 from asr.data.manifest import read_manifest, write_manifest
-
-
-def run_cli(capsys, *argv):
-    """Run `asr ARGV...` in-process -> (exit code, stdout, stderr)."""
-    try:
-        main(list(map(str, argv)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def run_console(*argv, cwd=None):
@@ -98,23 +86,23 @@ CHECKPOINT_CASES = ["missing", "random bytes", "text file", "plain dict", "vocab
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES)
-def test_transcribe_bad_checkpoint(case, bad_checkpoints, good_audio, capsys):
+def test_transcribe_bad_checkpoint(case, bad_checkpoints, good_audio, run_cli):
     path, words = bad_checkpoints[case]
-    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", path, good_audio)
+    code, out, err = run_cli("transcribe", "--checkpoint", path, good_audio)
     assert_one_line_error(code, err, path, *words)
     assert out == ""
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES)
-def test_evaluate_bad_checkpoint(case, bad_checkpoints, tiny_corpus, tmp_path, capsys):
+def test_evaluate_bad_checkpoint(case, bad_checkpoints, tiny_corpus, tmp_path, run_cli):
     path, words = bad_checkpoints[case]
-    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", path, "--data", tiny_corpus[1]["test"],
+    code, _, err = run_cli("evaluate", "--checkpoint", path, "--data", tiny_corpus[1]["test"],
                            "--out", tmp_path / "eval")
     assert_one_line_error(code, err, path, *words)
     assert not (tmp_path / "eval").exists()
 
 
-def test_checkpoint_that_would_run_code_is_refused(ckpt, good_audio, tiny_corpus, tmp_path, capsys):
+def test_checkpoint_that_would_run_code_is_refused(ckpt, good_audio, tiny_corpus, tmp_path, run_cli):
     marker = tmp_path / "MARKER"
     evil = torch.load(ckpt, map_location="cpu", weights_only=True)
     evil["callbacks"] = {"x": RunsCode(f"touch {marker}")}
@@ -130,7 +118,7 @@ def test_checkpoint_that_would_run_code_is_refused(ckpt, good_audio, tiny_corpus
     assert "weights_only" not in proc.stderr  # torch's advice to load it unsafely is not passed on
     assert proc.stdout == ""
 
-    code, _, err = run_cli(capsys, "evaluate", "--checkpoint", tmp_path / "evil.ckpt", "--data",
+    code, _, err = run_cli("evaluate", "--checkpoint", tmp_path / "evil.ckpt", "--data",
                            tiny_corpus[1]["test"], "--out", tmp_path / "eval")
     assert_one_line_error(code, err, tmp_path / "evil.ckpt", "refusing to load")
     assert not marker.exists()
@@ -188,9 +176,9 @@ AUDIO_PROBLEMS = {
 
 
 @pytest.mark.parametrize("case", list(AUDIO_PROBLEMS))
-def test_transcribe_one_bad_audio_file(case, bad_audio, ckpt, capsys):
+def test_transcribe_one_bad_audio_file(case, bad_audio, ckpt, run_cli):
     path = bad_audio[case]
-    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", ckpt, "--format", "json", path)
+    code, out, err = run_cli("transcribe", "--checkpoint", ckpt, "--format", "json", path)
     assert "Traceback" not in err
     [result] = [json.loads(line) for line in out.splitlines()]
     assert result["path"] == str(path)
@@ -201,10 +189,10 @@ def test_transcribe_one_bad_audio_file(case, bad_audio, ckpt, capsys):
     assert line == f"error: {result['error']}" and "\n" not in result["error"]
 
 
-def test_transcribe_batch_reports_each_bad_file_and_goes_on(bad_audio, ckpt, good_audio, tiny_corpus, capsys):
+def test_transcribe_batch_reports_each_bad_file_and_goes_on(bad_audio, ckpt, good_audio, tiny_corpus, run_cli):
     good = read_manifest(tiny_corpus[1]["train"])[0]
     files = [bad_audio[c] for c in AUDIO_PROBLEMS] + [good_audio]
-    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", ckpt, "--format", "json", *files)
+    code, out, err = run_cli("transcribe", "--checkpoint", ckpt, "--format", "json", *files)
     assert code == 0, err  # some files worked: the command as a whole did not fail
     assert "Traceback" not in err
     results = [json.loads(line) for line in out.splitlines()]
@@ -219,23 +207,23 @@ def test_transcribe_batch_reports_each_bad_file_and_goes_on(bad_audio, ckpt, goo
         assert r["error"].startswith(f"{r['path']}: ") and f"error: {r['error']}" in err.splitlines()
     assert len(error_lines(err)) == len(failed) >= len(AUDIO_PROBLEMS) - 1
     assert f"{len(failed)} of {len(files)} files failed" in err
-    code, _, _ = run_cli(capsys, "transcribe", "--checkpoint", ckpt, "--strict", good_audio, bad_audio["empty"])
+    code, _, _ = run_cli("transcribe", "--checkpoint", ckpt, "--strict", good_audio, bad_audio["empty"])
     assert code == 1
 
 
-def test_evaluate_reports_bad_rows_and_scores_the_rest(bad_audio, ckpt, tiny_corpus, tmp_path, capsys):
+def test_evaluate_reports_bad_rows_and_scores_the_rest(bad_audio, ckpt, tiny_corpus, tmp_path, run_cli):
     rows = read_manifest(tiny_corpus[1]["train"])[:2]
     rows += [{"id": "missing", "audio": str(bad_audio["missing"]), "text": "HELLO"},
              {"id": "nan", "audio": str(bad_audio["NaN"]), "text": "HELLO"}]
     manifest = write_manifest(tmp_path / "mixed.jsonl", rows)
-    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev")
+    code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev")
     assert code == 0 and "Traceback" not in err
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["utterances"] == 2 and summary["failed"] == 2
     assert any(str(bad_audio["missing"]) in f and "not found" in f for f in summary["failures"])
     assert any(str(bad_audio["NaN"]) in f and "NaN" in f for f in summary["failures"])
     assert "2 failed" in out
-    code, _, _ = run_cli(capsys, "evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev2",
+    code, _, _ = run_cli("evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev2",
                          "--strict")
     assert code == 1
 
@@ -259,9 +247,9 @@ def _eval_data_cases(tmp_path):
 
 @pytest.mark.parametrize("case", ["empty directory", "nonexistent path", "empty manifest", "malformed line",
                                   "text not a string"])
-def test_evaluate_bad_data(case, ckpt, tmp_path, capsys):
+def test_evaluate_bad_data(case, ckpt, tmp_path, run_cli):
     path, words = _eval_data_cases(tmp_path)[case]
-    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", ckpt, "--data", path, "--out", tmp_path / "ev")
+    code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", path, "--out", tmp_path / "ev")
     assert_one_line_error(code, err, path, *words)
     assert "WER" not in out and not (tmp_path / "ev").exists()
 
@@ -276,15 +264,15 @@ def test_evaluate_bad_data_console_script(ckpt, tmp_path):
 # ---------------------------------------------------------------------------- prepare
 
 
-def test_prepare_empty_subset_folder(tmp_path, capsys):
+def test_prepare_empty_subset_folder(tmp_path, run_cli):
     (tmp_path / "subset").mkdir()
-    code, _, err = run_cli(capsys, "prepare", "librispeech", "--root", tmp_path, "--subsets", tmp_path / "subset")
+    code, _, err = run_cli("prepare", "librispeech", "--root", tmp_path, "--subsets", tmp_path / "subset")
     assert_one_line_error(code, err, tmp_path / "subset", "no LibriSpeech transcripts")
     assert not (tmp_path / "manifests").exists()
 
 
-def test_prepare_unknown_subset_lists_valid_names(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "prepare", "librispeech", "--root", tmp_path, "--subsets", "not-a-subset")
+def test_prepare_unknown_subset_lists_valid_names(tmp_path, run_cli):
+    code, _, err = run_cli("prepare", "librispeech", "--root", tmp_path, "--subsets", "not-a-subset")
     line = assert_one_line_error(code, err, "not-a-subset", "valid names")
     for name in ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
                  "train-other-500"):
@@ -317,23 +305,23 @@ def _bad_rows(tiny_corpus):
     ]
 
 
-def test_train_missing_config(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", "--config", tmp_path / "nope.yaml")
+def test_train_missing_config(tmp_path, run_cli):
+    code, _, err = run_cli("train", "--config", tmp_path / "nope.yaml")
     assert_one_line_error(code, err, tmp_path / "nope.yaml", "config not found")
 
 
-def test_train_unknown_config_section(tmp_path, capsys):
+def test_train_unknown_config_section(tmp_path, run_cli):
     path = tmp_path / "typo.yaml"
     path.write_text("modle:\n  hidden: 16\n")
-    code, _, err = run_cli(capsys, "train", "--config", path)
+    code, _, err = run_cli("train", "--config", path)
     assert_one_line_error(code, err, path, "unknown config section", "modle")
 
 
-def test_train_skips_unusable_rows_and_says_why(tiny_corpus, tmp_path, capsys, caplog):
+def test_train_skips_unusable_rows_and_says_why(tiny_corpus, tmp_path, run_cli, caplog):
     rows = read_manifest(tiny_corpus[1]["train"]) + _bad_rows(tiny_corpus)
     config = _train_config(tmp_path, tiny_corpus, rows)
     caplog.set_level(logging.INFO, logger="asr")
-    code, out, err = run_cli(capsys, "train", "--config", config)
+    code, out, err = run_cli("train", "--config", config)
     assert code == 0, err
     assert "Traceback" not in err and not error_lines(err)
     assert "best checkpoint:" in out and (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
@@ -345,9 +333,9 @@ def test_train_skips_unusable_rows_and_says_why(tiny_corpus, tmp_path, capsys, c
     assert any(r.name == "asr" and "train: 8 utterances" in r.getMessage() for r in caplog.records)
 
 
-def test_train_with_only_unusable_rows_fails_cleanly(tiny_corpus, tmp_path, capsys):
+def test_train_with_only_unusable_rows_fails_cleanly(tiny_corpus, tmp_path, run_cli):
     config = _train_config(tmp_path, tiny_corpus, _bad_rows(tiny_corpus))
-    code, _, err = run_cli(capsys, "train", "--config", config)
+    code, _, err = run_cli("train", "--config", config)
     assert_one_line_error(code, err, tmp_path / "train.jsonl", "no usable utterances",
                           "characters outside the vocabulary", "label longer than the subsampled frames")
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -2,28 +2,15 @@
 import json
 
 import numpy as np
-import pytest
 import soundfile as sf
 
-from asr.cli import main
 from asr.data.manifest import read_manifest
 
 
-def run_cli(capsys, *argv):
-    """Run `asr ARGV...` in-process -> (exit code, stdout, stderr)."""
-    try:
-        main(list(map(str, argv)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_model_overfits_a_handful_of_utterances(overfit_run, tiny_corpus, tmp_path, capsys):
+def test_model_overfits_a_handful_of_utterances(overfit_run, tiny_corpus, tmp_path, run_cli):
     _, manifests = tiny_corpus
     _, best = overfit_run
-    code, out, _ = run_cli(capsys, "evaluate", "--checkpoint", best, "--data", manifests["train"], "--out", tmp_path)
+    code, out, _ = run_cli("evaluate", "--checkpoint", best, "--data", manifests["train"], "--out", tmp_path)
     assert code == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["utterances"] == 8 and summary["failed"] == 0
@@ -31,10 +18,10 @@ def test_model_overfits_a_handful_of_utterances(overfit_run, tiny_corpus, tmp_pa
     assert "WER" in out
 
 
-def test_evaluate_writes_per_utterance_report(overfit_run, tiny_corpus, tmp_path, capsys):
+def test_evaluate_writes_per_utterance_report(overfit_run, tiny_corpus, tmp_path, run_cli):
     _, manifests = tiny_corpus
     _, best = overfit_run
-    code, _, _ = run_cli(capsys, "evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path)
+    code, _, _ = run_cli("evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path)
     assert code == 0
     rows = [json.loads(l) for l in (tmp_path / "utterances.jsonl").read_text().splitlines()]
     refs = {r["id"]: r["text"] for r in read_manifest(manifests["test"])}
@@ -44,7 +31,7 @@ def test_evaluate_writes_per_utterance_report(overfit_run, tiny_corpus, tmp_path
     assert summary["word_errors"] == sum(r["word_errors"] for r in rows)
 
 
-def test_transcribe_reports_bad_files_and_goes_on(overfit_run, tiny_corpus, tmp_path, capsys):
+def test_transcribe_reports_bad_files_and_goes_on(overfit_run, tiny_corpus, tmp_path, run_cli):
     _, manifests = tiny_corpus
     _, best = overfit_run
     good = read_manifest(manifests["train"])[0]
@@ -52,7 +39,7 @@ def test_transcribe_reports_bad_files_and_goes_on(overfit_run, tiny_corpus, tmp_
     not_audio.write_text("this is not audio")
     empty = tmp_path / "empty.flac"
     empty.write_bytes(b"")
-    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", best, "--format", "json",
+    code, out, err = run_cli("transcribe", "--checkpoint", best, "--format", "json",
                              good["audio"], not_audio, empty, tmp_path / "missing.wav")
     assert code == 0
     results = [json.loads(l) for l in out.splitlines()]
@@ -61,13 +48,13 @@ def test_transcribe_reports_bad_files_and_goes_on(overfit_run, tiny_corpus, tmp_
     assert len(ok) == 1 and ok[0]["text"] == good["text"]
     assert "3 of 4 files failed" in err and "Traceback" not in err
     assert any("notes.wav" in r.get("error", "") for r in results)
-    code, _, _ = run_cli(capsys, "transcribe", "--checkpoint", best, "--strict", good["audio"], not_audio)
+    code, _, _ = run_cli("transcribe", "--checkpoint", best, "--strict", good["audio"], not_audio)
     assert code == 1
-    code, _, err = run_cli(capsys, "transcribe", "--checkpoint", best, not_audio)
+    code, _, err = run_cli("transcribe", "--checkpoint", best, not_audio)
     assert code == 1 and "notes.wav" in err
 
 
-def test_transcribe_any_rate_and_channels(overfit_run, tiny_corpus, tmp_path, capsys):
+def test_transcribe_any_rate_and_channels(overfit_run, tiny_corpus, tmp_path, run_cli):
     import librosa
 
     _, manifests = tiny_corpus
@@ -77,7 +64,7 @@ def test_transcribe_any_rate_and_channels(overfit_run, tiny_corpus, tmp_path, ca
     stereo_44k = librosa.resample(audio, orig_sr=sr, target_sr=44100)
     path = tmp_path / "stereo.wav"
     sf.write(path, np.stack([stereo_44k, stereo_44k], axis=1), 44100)
-    code, out, _ = run_cli(capsys, "transcribe", "--checkpoint", best, path)
+    code, out, _ = run_cli("transcribe", "--checkpoint", best, path)
     assert code == 0
     from asr.lightning import error_counts
 

@@ -5,22 +5,10 @@ import json
 
 import pytest
 
-from asr.cli import main
 from asr.text import normalize
 from conftest import shared_data
 
 CLIPS = 88
-
-
-def run_cli(capsys, *argv):
-    """Run `asr ARGV...` in-process -> (exit code, stdout, stderr)."""
-    try:
-        main(list(map(str, argv)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +21,10 @@ def ckpt(overfit_run):
     return overfit_run[1]
 
 
-def test_evaluate_every_real_clip(real_speech, ckpt, tmp_path, capsys):
+def test_evaluate_every_real_clip(real_speech, ckpt, tmp_path, run_cli):
     manifest = [json.loads(line) for line in (real_speech / "manifest.jsonl").read_text().splitlines() if line.strip()]
     assert len(manifest) == CLIPS
-    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", ckpt, "--data", real_speech, "--out", tmp_path)
+    code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", real_speech, "--out", tmp_path)
     assert code == 0, err
     assert "Traceback" not in err and "failed:" not in err
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -49,11 +37,11 @@ def test_evaluate_every_real_clip(real_speech, ckpt, tmp_path, capsys):
     assert f"({CLIPS} utterances" in out and "0 failed" in out
 
 
-def test_transcribe_every_real_clip_as_json(real_speech, ckpt, capsys):
+def test_transcribe_every_real_clip_as_json(real_speech, ckpt, run_cli):
     files = sorted((real_speech / "clips").iterdir())
     assert len(files) == CLIPS
     assert {f.suffix for f in files} == {".wav", ".flac"}
-    code, out, err = run_cli(capsys, "transcribe", "--checkpoint", ckpt, "--format", "json", *files)
+    code, out, err = run_cli("transcribe", "--checkpoint", ckpt, "--format", "json", *files)
     assert code == 0, err
     assert "Traceback" not in err and "error" not in err
     results = [json.loads(line) for line in out.splitlines()]
@@ -64,12 +52,12 @@ def test_transcribe_every_real_clip_as_json(real_speech, ckpt, capsys):
         assert isinstance(r["text"], str) and r["duration"] > 0
 
 
-def test_evaluate_librispeech_layout_folder(real_speech, ckpt, tmp_path, capsys):
+def test_evaluate_librispeech_layout_folder(real_speech, ckpt, tmp_path, run_cli):
     folder = real_speech / "LibriSpeech" / "test-samples"
     references = [line.split(" ", 1)[1] for t in sorted(folder.rglob("*.trans.txt"))
                   for line in t.read_text().splitlines() if line.strip()]
     assert len(references) == 2
-    code, out, err = run_cli(capsys, "evaluate", "--checkpoint", ckpt, "--data", folder, "--out", tmp_path)
+    code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", folder, "--out", tmp_path)
     assert code == 0, err
     assert "Traceback" not in err
     summary = json.loads((tmp_path / "summary.json").read_text())

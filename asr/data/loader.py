@@ -1,6 +1,5 @@
 """Dataset, duration-bucketing batch sampler, collate and the LightningDataModule."""
 import logging
-import math
 import random
 
 import numpy as np
