@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data/synth/corpus.json: | install
-	$(BIN)/asr synth --out data/synth --train-utts 8000
+	$(BIN)/asr synth --out data/synth
 
 demo: install data/synth/corpus.json
 	$(BIN)/asr train --config configs/demo.yaml
