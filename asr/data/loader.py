@@ -44,7 +44,7 @@ def usable_rows(rows, tokenizer, output_lengths, max_duration=None):
             skip(f"longer than {max_duration:g} s", row, f"{row['duration']:.1f} s")
         else:
             ids = tokenizer.encode(text)
-            frames = int(output_lengths(num_frames(torch.tensor(int(row["duration"] * SAMPLE_RATE)))))
+            frames = int(output_lengths(num_frames(int(row["duration"] * SAMPLE_RATE))))  # plain ints: no tensor per row
             if min_frames_for(ids) > frames:
                 skip("label longer than the subsampled frames", row, f"{len(ids)} tokens for {frames} frames")
             else:
