@@ -3,8 +3,9 @@
 Python API:
     from asr import Recognizer
     rec = Recognizer("runs/demo/checkpoints/best.ckpt")
-    rec.transcribe_file("clip.flac")            # -> "HELLO WORLD"
-    rec.transcribe_arrays([waveform_16k_mono])  # numpy float32 arrays
+    result = rec.transcribe("clip.flac")        # or a mono 16 kHz float32 numpy array
+    result.text                                 # "HELLO WORLD"
+    result.words                                # [Word("HELLO", start=0.12, end=0.48, confidence=0.97), ...]
 """
 from asr.errors import ASRError
 

@@ -9,6 +9,13 @@ from asr.errors import ASRError
 
 
 def cmd_prepare(args):
+    if args.corpus == "lm":
+        from asr.data.lm import DEFAULT_FILES, prepare_librispeech_lm
+
+        files = [f.strip() for f in args.files.split(",")] if args.files else DEFAULT_FILES
+        for name, path in prepare_librispeech_lm(args.root, files).items():
+            print(f"{name}\t{path}")
+        return
     if args.corpus == "librispeech":
         from asr.data.librispeech import prepare_librispeech
 
@@ -40,11 +47,17 @@ def cmd_train(args):
     print(f"best checkpoint: {best}")
 
 
+def decoding_overrides(args) -> dict:
+    """The decoder flags a user gave (None = not given: the checkpoint's settings stand)."""
+    return {"decoder": args.decoder, "beam_size": args.beam_size, "lm": args.lm, "lexicon": args.lexicon,
+            "lm_weight": args.lm_weight, "word_score": args.word_score}
+
+
 def cmd_evaluate(args):
     from asr.evaluate import evaluate, read_eval_data
     from asr.transcribe import Recognizer
 
-    recognizer = Recognizer(args.checkpoint, args.device)
+    recognizer = Recognizer(args.checkpoint, args.device, decoding_overrides(args))
     rows = read_eval_data(args.data)
     out = args.out or Path(args.checkpoint).resolve().parent.parent / f"eval-{Path(args.data).stem}"
     summary = evaluate(recognizer, rows, out, log=lambda m: print(m, file=sys.stderr))
@@ -54,25 +67,72 @@ def cmd_evaluate(args):
         sys.exit(1)
 
 
+def cmd_tune_lm(args):
+    import yaml
+
+    from asr.evaluate import read_eval_data, tune_lm
+    from asr.transcribe import Recognizer
+
+    recognizer = Recognizer(args.checkpoint, args.device, {"decoder": "greedy"})
+    floats = lambda text: [float(x) for x in text.split(",")]
+    report = tune_lm(recognizer, read_eval_data(args.data), args.lm, args.lexicon, floats(args.lm_weights),
+                     floats(args.word_scores), args.beam_size, log=lambda m: print(m, file=sys.stderr))
+    best = report["best"]
+    settings = {"decoder": "beam", "beam_size": args.beam_size, "lm": str(Path(args.lm).resolve()),
+                "lexicon": str(Path(args.lexicon).resolve()) if args.lexicon else None,
+                "lm_weight": best["lm_weight"], "word_score": best["word_score"]}
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decoding.yaml"
+    out.write_text(f"# asr tune-lm on {args.data}: greedy WER {100 * report['greedy_wer']:.2f}%, "
+                   f"this setting {100 * best['wer']:.2f}% ({report['utterances']} utterances)\n"
+                   + yaml.safe_dump(settings, sort_keys=False))
+    print(f"best: lm_weight {best['lm_weight']} word_score {best['word_score']}  WER {100 * best['wer']:.2f}% "
+          f"(greedy {100 * report['greedy_wer']:.2f}%)  -> {out}")
+
+
 def cmd_transcribe(args):
     from asr.transcribe import Recognizer, transcribe_files
+    from asr.writers import render
 
-    recognizer = Recognizer(args.checkpoint, args.device)
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir is None and args.format in ("srt", "vtt", "tsv") and len(args.files) > 1:
+        raise ASRError(f"--format {args.format} with several files needs --output-dir (one file each)")
+    recognizer = Recognizer(args.checkpoint, args.device, decoding_overrides(args))
 
     def show(result):
-        if args.format == "json":
-            print(json.dumps({k: v for k, v in vars(result).items() if v != "" or k == "text"}), flush=True)
-        elif not result.error:
-            print(result.text if len(args.files) == 1 else f"{result.path}\t{result.text}", flush=True)
         if result.error:
             print(f"error: {result.error}", file=sys.stderr, flush=True)
+            if args.format == "json" and out_dir is None:
+                print(json.dumps(result.as_dict()), flush=True)
+        elif out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            ext = {"text": "txt"}.get(args.format, args.format)
+            (out_dir / f"{Path(result.path).stem}.{ext}").write_text(render(result, args.format))
+        elif args.format == "text" and len(args.files) > 1:
+            print(f"{result.path}\t{result.text}", flush=True)
+        else:
+            print(render(result, args.format), end="", flush=True)
 
     results = transcribe_files(recognizer, args.files, on_result=show)
     failed = [r for r in results if r.error]
+    if out_dir is not None:
+        print(f"{len(results) - len(failed)} transcripts written to {out_dir}", file=sys.stderr)
     if failed and len(args.files) > 1:
-        print(f"{len(failed)} of {len(results)} files failed", file=sys.stderr)
+        print(f"{len(failed)} of {len(results)} files failed:", file=sys.stderr)
+        for r in failed:
+            print(f"  {r.error}", file=sys.stderr)
     if failed and (args.strict or len(failed) == len(results)):
         sys.exit(1)
+
+
+def add_decoder_flags(p):
+    g = p.add_argument_group("decoding (defaults: the checkpoint's decoding.yaml or config, else greedy)")
+    g.add_argument("--decoder", choices=["greedy", "beam"])
+    g.add_argument("--beam-size", type=int)
+    g.add_argument("--lm", help="KenLM word n-gram LM: ARPA, gzipped ARPA or binary (implies --decoder beam)")
+    g.add_argument("--lexicon", help="words to allow, one per line (first field; librispeech-lexicon.txt works); "
+                                     "default with --lm: the LM's own words")
+    g.add_argument("--lm-weight", type=float)
+    g.add_argument("--word-score", type=float)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,6 +151,11 @@ def parser() -> argparse.ArgumentParser:
     fsdd.add_argument("--root", required=True, help="folder of FSDD wav files")
     fsdd.add_argument("--out", required=True, help="where manifests go")
     fsdd.add_argument("--test-speaker", default="theo")
+    lm = prep_sub.add_parser("lm", help="the official LibriSpeech n-gram LMs and lexicon (OpenSLR 11)")
+    lm.add_argument("--librispeech", action="store_true", required=True, help="the LibriSpeech LMs (the only kind)")
+    lm.add_argument("--root", required=True, help="downloads go to ROOT/lm")
+    lm.add_argument("--files", help="comma-separated subset of: 3-gram.arpa.gz, 3-gram.pruned.1e-7.arpa.gz, "
+                                    "3-gram.pruned.3e-7.arpa.gz, 4-gram.arpa.gz, librispeech-lexicon.txt")
     prep.set_defaults(func=cmd_prepare)
 
     syn = sub.add_parser("synth", help="synthesise the offline English corpus (espeak-ng) in LibriSpeech layout")
@@ -115,14 +180,30 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="report folder (default: next to the checkpoint's run)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
+    add_decoder_flags(ev)
     ev.set_defaults(func=cmd_evaluate)
+
+    tl = sub.add_parser("tune-lm", help="grid-search LM weight and word score on a dev set; writes decoding.yaml")
+    tl.add_argument("--checkpoint", required=True)
+    tl.add_argument("--data", required=True, help="dev manifest or folder (as for evaluate)")
+    tl.add_argument("--lm", required=True)
+    tl.add_argument("--lexicon")
+    tl.add_argument("--beam-size", type=int, default=50)
+    tl.add_argument("--lm-weights", default="0.25,0.5,0.75,1,1.5,2,3")
+    tl.add_argument("--word-scores", default="-2,-1,0,1,2,3")
+    tl.add_argument("--out", help="where to write the best settings (default: decoding.yaml next to the checkpoint)")
+    tl.add_argument("--device", default="auto")
+    tl.set_defaults(func=cmd_tune_lm)
 
     tc = sub.add_parser("transcribe", help="print the transcript of audio files")
     tc.add_argument("--checkpoint", required=True)
     tc.add_argument("files", nargs="+")
-    tc.add_argument("--format", choices=["text", "json"], default="text")
+    tc.add_argument("--format", choices=["text", "json", "tsv", "srt", "vtt"], default="text",
+                    help="json/tsv/srt/vtt carry word (or segment) start and end times in seconds")
+    tc.add_argument("--output-dir", help="write one FILE_STEM.{txt,json,tsv,srt,vtt} per input here")
     tc.add_argument("--device", default="auto")
     tc.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
+    add_decoder_flags(tc)
     tc.set_defaults(func=cmd_transcribe)
     return p
 

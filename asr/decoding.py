@@ -1,7 +1,63 @@
-"""From emissions to text. Greedy (best path) decoding; beam search with an LM joins here later."""
+"""From emissions to text and word times: greedy best path, or beam search with a KenLM n-gram LM
+through torchaudio's CTC decoder (flashlight-text).
+
+Both decoders return a `Hypothesis`: the emitted tokens and, for each, the first and last output
+frame of its CTC path. Word times come from those frames (`words_with_times`), so they cost nothing
+extra and stay consistent with the text.
+"""
+import gzip
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
+from asr.errors import file_error
 from asr.text import BLANK
+
+
+@dataclass
+class Hypothesis:
+    text: str
+    tokens: list[int]  # emitted token ids, blanks and CTC repeats removed
+    spans: list[tuple[int, int]]  # first and last output frame of each token
+    probs: list[float]  # mean posterior of each token over its frames (a confidence)
+
+
+@dataclass
+class Word:
+    word: str
+    start: float  # seconds from the start of the audio
+    end: float
+    confidence: float
+
+    def as_dict(self) -> dict:
+        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
+                "confidence": round(self.confidence, 3)}
+
+
+def path_to_tokens(path: list[int], log_probs: torch.Tensor, skip=(BLANK,)):
+    """A frame-level CTC path (one id per frame) -> tokens, (first, last) frames, mean posteriors."""
+    tokens, spans, probs = [], [], []
+    prev = None
+    for t, tok in enumerate(path):
+        if tok != prev and tok not in skip:
+            tokens.append(tok)
+            spans.append([t, t])
+        elif tok == prev and tok not in skip:
+            spans[-1][1] = t
+        prev = tok
+    for tok, (a, b) in zip(tokens, spans):
+        probs.append(float(log_probs[a : b + 1, tok].exp().mean()))
+    return tokens, [tuple(s) for s in spans], probs
+
+
+def greedy(logits: torch.Tensor, tokenizer) -> Hypothesis:
+    """(T', V) logits -> the best path: the most likely token in every frame, collapsed."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    tokens, spans, probs = path_to_tokens(log_probs.argmax(-1).tolist(), log_probs)
+    return Hypothesis(" ".join(tokenizer.decode(tokens).split()), tokens, spans, probs)
 
 
 def greedy_ids(logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
@@ -18,5 +74,183 @@ def greedy_ids(logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
 
 
 def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, tokenizer) -> list[str]:
-    """(B, T, V) logits -> one string per utterance."""
+    """(B, T, V) logits -> one string per utterance (validation uses this batched form)."""
     return [" ".join(tokenizer.decode(ids).split()) for ids in greedy_ids(logits, lengths)]
+
+
+def words_with_times(hyp: Hypothesis, tokenizer, frame_seconds: float) -> list[Word]:
+    """Split the hypothesis' tokens into words; a word spans its first token's first frame to its
+    last token's last frame."""
+    words, current = [], []  # current: (character, token index) of the word being read
+
+    def close():
+        if current:
+            first, last = current[0][1], current[-1][1]
+            conf = [hyp.probs[i] for i in sorted({i for _, i in current})]
+            words.append(Word("".join(c for c, _ in current), hyp.spans[first][0] * frame_seconds,
+                              (hyp.spans[last][1] + 1) * frame_seconds, sum(conf) / len(conf)))
+            current.clear()
+
+    for i, tok in enumerate(hyp.tokens):
+        for ch in tokenizer.token_text(tok):
+            if ch == " ":
+                close()
+            else:
+                current.append((ch, i))
+    close()
+    return words
+
+
+class BeamSearch:
+    """CTC prefix beam search with an optional KenLM word n-gram LM and lexicon.
+
+    - `lm` (ARPA, gzipped ARPA or KenLM binary) and no `lexicon`: the LM's own words are the lexicon
+      (spelt with the model's tokens), so every output word is one the LM knows.
+    - `lexicon` (one word per line, anything after the first field ignored: a plain word list or
+      librispeech-lexicon.txt): words are limited to it, and spelt with the model's tokens.
+    - neither: lexicon-free beam search over the model's tokens, no LM.
+    The LM and lexicon are checked here, before any audio is decoded.
+    """
+
+    def __init__(self, tokenizer, beam_size: int = 50, lm=None, lexicon=None, lm_weight: float = 2.0,
+                 word_score: float = 0.0, beam_threshold: float = 25.0):
+        self.tokenizer = tokenizer
+        sep = "|" if tokenizer.kind == "char" else "\u2581"  # the char space is the decoder's word separator
+        self.tokens = [tokenizer.token_text(i).replace(" ", sep) or f"<{i}>" for i in range(tokenizer.vocab_size)]
+        self.tokens[BLANK] = "<blank>"
+        self.extra_sil = "|" not in self.tokens  # subword vocabularies have no word separator token:
+        if self.extra_sil:  # add one the model never emits (its emission column is -inf)
+            self.tokens.append("|")
+        self._tmp = tempfile.TemporaryDirectory(prefix="asr-decoder-")
+        lm_path = check_lm(lm, Path(self._tmp.name)) if lm else None
+        words = read_lexicon_words(lexicon) if lexicon else (arpa_words(lm_path) if lm_path else None)
+        if lm_path and words is None:
+            raise file_error(lm, "a binary KenLM needs --lexicon (its words cannot be read from the file)")
+        self.lexicon_file = self._write_lexicon(words, lexicon or lm) if words is not None else None
+        self.settings = {"beam_size": beam_size, "beam_threshold": beam_threshold}
+        self.decoder = self._build(str(lm_path) if lm_path else None, lm_weight, word_score)
+
+    def _build(self, lm, lm_weight: float, word_score: float):
+        from torchaudio.models.decoder import ctc_decoder
+
+        self.lm_weight, self.word_score = lm_weight, word_score
+        return ctc_decoder(lexicon=self.lexicon_file, tokens=self.tokens, lm=lm, lm_weight=lm_weight,
+                           word_score=word_score, blank_token="<blank>", sil_token="|", unk_word="<unk>",
+                           **self.settings)
+
+    def with_weights(self, lm_weight: float, word_score: float) -> "BeamSearch":
+        """The same decoder with other LM weight and word score; the loaded LM is shared, not re-read."""
+        import copy
+
+        other = copy.copy(self)
+        other.decoder = other._build(self.decoder.lm if self.lexicon_file else None, lm_weight, word_score)
+        return other
+
+    def _write_lexicon(self, words, source) -> str:
+        """Spell each word with the model's tokens; words the model cannot spell are left out."""
+        lines, skipped = [], 0
+        for word in words:
+            if self.tokenizer.unknown_chars(word) or not word:
+                skipped += 1
+                continue
+            spelling = [self.tokens[i] for i in self.tokenizer.encode(word)]
+            lines.append(f"{word}\t{' '.join(spelling + ([] if self.extra_sil else ['|']))}")
+        if not lines or skipped > len(words) / 2:
+            example = next((w for w in words if self.tokenizer.unknown_chars(w)), "")
+            raise file_error(source, f"vocabulary does not match the model: {skipped} of {len(words)} words use "
+                                     f"characters the model cannot write (e.g. {example!r})")
+        path = Path(self._tmp.name) / "lexicon.txt"
+        path.write_text("\n".join(lines) + "\n")
+        return str(path)
+
+    def __call__(self, logits: torch.Tensor) -> Hypothesis:
+        """(T', V) logits -> the best hypothesis."""
+        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        if log_probs.shape[0] == 0:
+            return Hypothesis("", [], [], [])
+        emissions = log_probs
+        if self.extra_sil:
+            emissions = torch.cat([log_probs, torch.full((len(log_probs), 1), -1e4)], dim=1)
+        emissions = emissions.contiguous()
+        results = self.decoder.decoder.decode(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
+        if not results:
+            return Hypothesis("", [], [], [])
+        path = list(results[0].tokens)[1:-1]  # flashlight pads the frame path with a start and an end state
+        skip = (BLANK, len(self.tokens) - 1) if self.extra_sil else (BLANK,)
+        tokens, spans, probs = path_to_tokens(path, log_probs, skip)
+        return Hypothesis(" ".join(self.tokenizer.decode(tokens).split()), tokens, spans, probs)
+
+
+def check_lm(path, tmp_dir: Path) -> Path:
+    """An LM file -> a path KenLM can read (gzipped ARPA is unpacked once, next to it or in tmp)."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "language model not found")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"mmap lm http://kheafield.com/code"):
+        return path  # KenLM binary
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as f:
+                head = f.read(64)
+        except OSError as e:
+            raise file_error(path, f"not a readable gzip file ({e})") from None
+        if not head.lstrip().startswith(b"\\data\\"):
+            raise file_error(path, "not a language model: expected an ARPA file (\\data\\ header) inside the gzip")
+        return _gunzip(path, tmp_dir)
+    if not head.lstrip().startswith(b"\\data\\"):
+        raise file_error(path, "not a language model: expected an ARPA file (\\data\\ header) or a KenLM binary")
+    return path
+
+
+def _gunzip(path: Path, tmp_dir: Path) -> Path:
+    target = path.with_suffix("")  # 4-gram.arpa.gz -> 4-gram.arpa, kept for the next run
+    if target.is_file() and target.stat().st_mtime >= path.stat().st_mtime:
+        return target
+    try:
+        target.touch()
+    except OSError:
+        target = tmp_dir / target.name  # read-only folder: unpack for this run only
+    partial = target.with_name(target.name + ".partial")
+    with gzip.open(path, "rb") as src, open(partial, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    partial.replace(target)
+    return target
+
+
+def arpa_words(path: Path) -> list[str] | None:
+    """The unigrams of an ARPA file (None for a KenLM binary), without <s>, </s> and <unk>."""
+    with open(path, "rb") as f:
+        if f.read(10).startswith(b"mmap lm"):
+            return None
+    words, in_unigrams = [], False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line == "\\1-grams:":
+                in_unigrams = True
+            elif in_unigrams and line.startswith("\\"):
+                break
+            elif in_unigrams and line:
+                fields = line.split("\t") if "\t" in line else line.split()
+                if len(fields) >= 2 and fields[1] not in ("<s>", "</s>", "<unk>"):
+                    words.append(fields[1])
+    if not words:
+        raise file_error(path, "the ARPA file has no unigrams")
+    return words
+
+
+def read_lexicon_words(path) -> list[str]:
+    """First field of each line: a plain word list, a flashlight lexicon or librispeech-lexicon.txt."""
+    path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "lexicon not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise file_error(path, "not a lexicon: not a UTF-8 text file") from None
+    words = list(dict.fromkeys(line.split()[0] for line in text.splitlines() if line.strip()))
+    if not words:
+        raise file_error(path, "the lexicon is empty")
+    return words

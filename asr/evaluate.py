@@ -55,3 +55,53 @@ def evaluate(recognizer: Recognizer, rows: list[dict], out_dir, log=print) -> di
     for error in failed:
         log(f"failed: {error}")
     return summary
+
+
+def tune_lm(recognizer: Recognizer, rows: list[dict], lm, lexicon=None, lm_weights=(0.5, 1.0, 1.5, 2.0, 3.0),
+            word_scores=(-1.0, 0.0, 1.0, 2.0), beam_size: int = 50, log=print) -> dict:
+    """Grid-search LM weight and word score on `rows` (a dev set). The network runs once; each
+    trial only re-runs the beam search over the stored emissions. Returns the table and the best."""
+    from asr.audio import load_audio
+    from asr.decoding import BeamSearch
+
+    waves, refs = [], []
+    for row in rows:
+        try:
+            waves.append(load_audio(row["audio"]))
+            refs.append(normalize(row["text"]))
+        except ASRError as e:
+            log(f"skipped: {e}")
+    if not waves:
+        raise ASRError("tune-lm: no readable utterances in the data")
+    emissions = recognizer.batched_logits(waves)
+    greedy_wer = _wer(refs, [recognizer.decoder(e).text for e in emissions])
+    log(f"greedy: WER {100 * greedy_wer:.2f}%")
+    base = BeamSearch(recognizer.tokenizer, beam_size, lm=lm, lexicon=lexicon)
+    table = []
+    for weight in lm_weights:
+        for score in word_scores:
+            search = base.with_weights(weight, score)
+            wer = _wer(refs, [search(e).text for e in emissions])
+            table.append({"lm_weight": weight, "word_score": score, "wer": wer})
+            log(f"lm_weight {weight:5.2f}  word_score {score:5.2f}  WER {100 * wer:.2f}%")
+    best = min(table, key=lambda r: r["wer"])
+    return {"greedy_wer": greedy_wer, "table": table, "best": best, "utterances": len(refs)}
+
+
+def _wer(refs, hyps) -> float:
+    word_err, words, _, _ = error_counts(refs, hyps)
+    return word_err / max(words, 1)
+
+
+def word_time_errors(words, truth) -> list[float]:
+    """|start - true start| and |end - true end|, in seconds, for each hypothesis word that lines up
+    with a reference word (difflib matching blocks); `truth` is a manifest's [[WORD, start, end], ...]."""
+    import difflib
+
+    hyp, ref = [w.word for w in words], [t[0] for t in truth]
+    errors = []
+    for block in difflib.SequenceMatcher(a=hyp, b=ref, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            w, (_, start, end) = words[block.a + k], truth[block.b + k]
+            errors += [abs(w.start - start), abs(w.end - end)]
+    return errors

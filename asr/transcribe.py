@@ -4,7 +4,7 @@ Long files are read window by window (soundfile seeks, so an hour-long file is n
 whole): each window has `CONTEXT_S` of extra audio on both sides that the BiLSTM sees but whose
 frames are dropped, so words cut by a window edge are still recognised from both sides.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 
 from asr.audio import SAMPLE_RATE, load_audio, to_mono_16k
 from asr.checkpoint import load_module
-from asr.decoding import greedy_decode
+from asr.decoding import Hypothesis, Word, greedy, words_with_times
 from asr.errors import ASRError, file_error
 from asr.features import HOP_LENGTH
 
@@ -20,6 +20,8 @@ WINDOW_S = 20  # audio longer than this is transcribed in windows of this length
 #                longest training utterance: BiLSTMs generalise poorly to much longer inputs) ...
 CONTEXT_S = 2  # ... each with this much context on either side
 BATCH_SECONDS = 240  # audio per forward pass when transcribing many short files
+DECODING_DEFAULTS = {"decoder": "greedy", "beam_size": 50, "lm": None, "lexicon": None, "lm_weight": 2.0,
+                     "word_score": 0.0}
 
 
 @dataclass
@@ -28,20 +30,83 @@ class Result:
     text: str = ""
     duration: float = 0.0
     error: str = ""
+    words: list[Word] = field(default_factory=list)  # each with start/end seconds and a confidence
+
+    def as_dict(self) -> dict:
+        if self.error:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "text": self.text, "duration": round(self.duration, 3),
+                "words": [w.as_dict() for w in self.words]}
 
 
 def pick_device(device: str = "auto") -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
-class Recognizer:
-    """A checkpoint loaded once; transcribes arrays or files."""
+def decoding_settings(checkpoint, config: dict, overrides: dict) -> dict:
+    """Decoder settings, later ones winning: defaults, the training config's `decoding` section,
+    `decoding.yaml` next to the checkpoint (written by `asr tune-lm`), then `overrides` (the CLI)."""
+    import yaml
 
-    def __init__(self, checkpoint, device: str = "auto"):
+    settings = {**DECODING_DEFAULTS, **(config.get("decoding") or {})}
+    beside = Path(checkpoint).parent / "decoding.yaml"
+    if beside.is_file():
+        try:
+            settings.update(yaml.safe_load(beside.read_text()) or {})
+        except yaml.YAMLError as e:
+            raise file_error(beside, f"not valid YAML ({str(e).splitlines()[0]})") from None
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("lm") and "decoder" not in given:
+        given["decoder"] = "beam"  # an LM on the command line means beam search
+    settings.update(given)
+    unknown = set(settings) - set(DECODING_DEFAULTS)
+    if unknown:
+        raise ASRError(f"unknown decoding setting(s): {', '.join(sorted(unknown))}")
+    if settings["decoder"] not in ("greedy", "beam"):
+        raise ASRError(f"decoder {settings['decoder']!r}: expected greedy or beam")
+    return settings
+
+
+def make_decoder(tokenizer, settings: dict):
+    """Settings -> a function from one utterance's (T', V) logits to a Hypothesis."""
+    if settings["decoder"] == "greedy":
+        return lambda logits: greedy(logits, tokenizer)
+    from asr.decoding import BeamSearch
+
+    return BeamSearch(tokenizer, beam_size=settings["beam_size"], lm=settings["lm"], lexicon=settings["lexicon"],
+                      lm_weight=settings["lm_weight"], word_score=settings["word_score"])
+
+
+class Recognizer:
+    """A checkpoint loaded once; transcribes arrays or files.
+
+    `decoder` maps one utterance's (T', V) logits to a Hypothesis: greedy by default, or an
+    `asr.decoding.BeamSearch` built for this recognizer's tokenizer (see `Recognizer.with_beam`).
+
+        rec = Recognizer("runs/demo/checkpoints/best.ckpt")
+        result = rec.transcribe("clip.flac")   # or a mono 16 kHz float32 array
+        result.text, [(w.word, w.start, w.end) for w in result.words]
+    """
+
+    def __init__(self, checkpoint, device: str = "auto", decoding: dict | None = None):
         self.device = pick_device(device)
         self.module = load_module(checkpoint, self.device)
         self.tokenizer = self.module.tokenizer
         self.frame_samples = HOP_LENGTH * self.module.model.subsample.factor  # samples per output frame
+        self.decoding = decoding_settings(checkpoint, self.module.config, decoding or {})
+        self.decoder = make_decoder(self.tokenizer, self.decoding)
+
+    def result(self, path, hyp: Hypothesis, duration: float) -> Result:
+        words = words_with_times(hyp, self.tokenizer, self.frame_samples / SAMPLE_RATE)
+        for w in words:  # the last frame may reach past the audio's end by up to one frame
+            w.start, w.end = min(w.start, duration), min(w.end, duration)
+        return Result(str(path), hyp.text, duration, words=words)
+
+    def transcribe(self, audio) -> Result:
+        """A path, or a mono 16 kHz float32 array -> Result (text and timed words)."""
+        if isinstance(audio, np.ndarray):
+            return self.result("<array>", self.transcribe_arrays([audio])[0], len(audio) / SAMPLE_RATE)
+        return transcribe_files(self, [audio])[0]
 
     @torch.inference_mode()
     def logits(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
@@ -53,23 +118,24 @@ class Recognizer:
         logits, out_lens = self.module(audio.to(self.device), lens.to(self.device))
         return [logits[i, : out_lens[i]].float().cpu() for i in range(len(waves))]
 
-    def decode(self, logits: torch.Tensor) -> str:
-        return greedy_decode(logits[None], torch.tensor([logits.shape[0]]), self.tokenizer)[0]
-
-    def transcribe_arrays(self, waves: list[np.ndarray]) -> list[str]:
-        """Batches of similar length, at most BATCH_SECONDS of padded audio per forward pass."""
-        texts = [""] * len(waves)
+    def batched_logits(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """Many arrays -> their (T', V) logits, in batches of similar length holding at most
+        BATCH_SECONDS of padded audio each."""
+        out: list[torch.Tensor] = [None] * len(waves)
         order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
         batch: list[int] = []
         for i in order + [None]:
             full = i is None or (batch and len(waves[i]) * (len(batch) + 1) > BATCH_SECONDS * SAMPLE_RATE)
             if full and batch:
                 for j, lg in zip(batch, self.logits([waves[j] for j in batch])):
-                    texts[j] = self.decode(lg)
+                    out[j] = lg
                 batch = []
             if i is not None:
                 batch.append(i)
-        return texts
+        return out
+
+    def transcribe_arrays(self, waves: list[np.ndarray]) -> list[Hypothesis]:
+        return [self.decoder(lg) for lg in self.batched_logits(waves)]
 
     def long_file_logits(self, path: Path) -> torch.Tensor:
         """Windowed pass over a long file -> (T', V) logits for the whole file."""
@@ -93,43 +159,44 @@ class Recognizer:
                 pieces.append(logits[skip : skip + keep])
         return torch.cat(pieces)
 
-    def transcribe_file(self, path) -> str:
-        path = Path(path)
-        if is_long_file(path):
-            return self.decode(self.long_file_logits(path))
-        return self.transcribe_arrays([load_audio(path)])[0]
 
 
 def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Result]:
     """Transcribe many files: short ones batched together, long ones windowed. A file that fails
-    becomes a Result with `error` set and the rest go on; `on_result` sees each result as it is made."""
-    results: dict[Path, Result] = {}
-    pending: dict[Path, np.ndarray] = {}  # decoded short files waiting for a batch
+    becomes a Result with `error` set and the rest go on; `on_result` sees each result, in input
+    order, as soon as it and every file before it are done."""
+    paths = [Path(p) for p in paths]
+    results: list[Result | None] = [None] * len(paths)
+    pending: dict[int, np.ndarray] = {}  # decoded short files waiting for a batch
+    shown = 0
 
-    def done(result: Result):
-        results[Path(result.path)] = result
-        if on_result:
-            on_result(result)
+    def done(i: int, result: Result):
+        nonlocal shown
+        results[i] = result
+        while shown < len(results) and results[shown] is not None:
+            if on_result:
+                on_result(results[shown])
+            shown += 1
 
     def flush():
-        for (p, wave), text in zip(pending.items(), recognizer.transcribe_arrays(list(pending.values()))):
-            done(Result(str(p), text, len(wave) / SAMPLE_RATE))
+        for (i, wave), hyp in zip(pending.items(), recognizer.transcribe_arrays(list(pending.values()))):
+            done(i, recognizer.result(paths[i], hyp, len(wave) / SAMPLE_RATE))
         pending.clear()
 
-    for p in map(Path, paths):
+    for i, p in enumerate(paths):
         try:
             if is_long_file(p):
-                done(Result(str(p), recognizer.transcribe_file(p), _duration(p)))
+                done(i, recognizer.result(p, recognizer.decoder(recognizer.long_file_logits(p)), _duration(p)))
             else:
-                pending[p] = load_audio(p)
+                pending[i] = load_audio(p)
         except ASRError as e:
-            done(Result(str(p), error=str(e)))
+            done(i, Result(str(p), error=str(e)))
         except Exception as e:  # an unexpected decoder failure on one file must not lose the others
-            done(Result(str(p), error=str(file_error(p, f"{type(e).__name__}: {e}"))))
+            done(i, Result(str(p), error=str(file_error(p, f"{type(e).__name__}: {e}"))))
         if sum(len(w) for w in pending.values()) > 4 * BATCH_SECONDS * SAMPLE_RATE:
             flush()
     flush()
-    return [results[Path(p)] for p in paths]
+    return results
 
 
 def is_long_file(path: Path) -> bool:

@@ -65,3 +65,22 @@ def overfit_run(tiny_corpus, tmp_path_factory):
                           num_workers=0)
     best = train(config)
     return out, best
+
+
+@pytest.fixture(scope="session")
+def aligned_run(tmp_path_factory):
+    """A model trained briefly on 150 synthetic utterances: unlike the overfit model (whose CTC spikes
+    drift once it memorises 8 utterances), it emits tokens where the speech is, as trained models do."""
+    from asr.config import DEFAULTS, merge
+    from asr.data.synth import synthesize_corpus
+    from asr.train import train
+
+    manifests = synthesize_corpus(tmp_path_factory.mktemp("corpus150"), train_utts=150, dev_utts=4, test_utts=4,
+                                  vocab_size=200, seed=3, workers=2, log=lambda *a: None)
+    config = merge(DEFAULTS, {**OVERFIT_CONFIG, "trainer": {**OVERFIT_CONFIG["trainer"], "max_epochs": 20,
+                                                             "check_val_every_n_epoch": 20}})
+    config["model"]["subsample_factor"] = 4
+    config["out_dir"] = str(tmp_path_factory.mktemp("aligned"))
+    config["data"].update(train=str(manifests["train"]), val=str(manifests["dev"]), max_batch_seconds=60,
+                          num_workers=0)
+    return manifests, train(config)
