@@ -190,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
     tl.add_argument("--lexicon")
     tl.add_argument("--beam-size", type=int, default=50)
     tl.add_argument("--lm-weights", default="0.25,0.5,0.75,1,1.5,2,3")
-    tl.add_argument("--word-scores", default="-2,-1,0,1,2,3")
+    tl.add_argument("--word-scores", default="-2,-1,0,1,2,3", help="write negatives as --word-scores=-1,0,1")
     tl.add_argument("--out", help="where to write the best settings (default: decoding.yaml next to the checkpoint)")
     tl.add_argument("--device", default="auto")
     tl.set_defaults(func=cmd_tune_lm)

@@ -1,4 +1,6 @@
 """Shared fixtures: a tiny synthetic corpus and a model trained to overfit it (built once per run)."""
+import http.server
+import threading
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,46 @@ def aligned_run(tmp_path_factory):
     config["data"].update(train=str(manifests["train"]), val=str(manifests["dev"]), max_batch_seconds=60,
                           num_workers=0)
     return manifests, train(config)
+
+
+@pytest.fixture
+def server():
+    """A local HTTP server for `state["files"]`; optionally cuts the first response half way."""
+    state = {"files": {}, "requests": [], "cut_first": False, "honor_range": True}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            state["requests"].append((self.path, self.headers.get("Range")))
+            data = state["files"].get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            start, rng = 0, self.headers.get("Range")
+            if rng and state["honor_range"]:
+                start = int(rng.removeprefix("bytes=").split("-")[0])
+                if start >= len(data):
+                    self.send_error(416)
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            body = data[start:]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if state["cut_first"] and len(state["requests"]) == 1:
+                self.wfile.write(body[: len(body) // 2])  # then drop the connection
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()

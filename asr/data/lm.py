@@ -33,9 +33,10 @@ def prepare_librispeech_lm(root, files=DEFAULT_FILES, base_url=BASE_URL, log=pri
         md5, sizes = FILES[name]
         dest = Path(root) / "lm" / name
         path = download(f"{base_url.rstrip('/')}/{name}", dest, md5, log=log)
-        if path.stat().st_size not in sizes:
+        size = path.stat().st_size
+        if size not in sizes:
             path.unlink()
-            raise file_error(dest, f"unexpected size {path.stat().st_size} (expected {' or '.join(map(str, sizes))}); "
+            raise file_error(dest, f"unexpected size {size} (expected {' or '.join(map(str, sizes))}); "
                                    f"the download was deleted")
         out[name] = path
     return out

@@ -1,0 +1,99 @@
+"""`asr transcribe` formats, `asr tune-lm`, decoding settings next to a checkpoint, `asr prepare lm`."""
+import hashlib
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from asr.data import lm as lm_files
+from asr.data.manifest import read_manifest
+from asr.errors import ASRError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def train_arpa(tiny_corpus, tmp_path_factory) -> Path:
+    spec = importlib.util.spec_from_file_location("build_arpa", ROOT / "scripts" / "build_arpa.py")
+    build_arpa = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_arpa)
+    sentences = [r["text"].split() for r in read_manifest(tiny_corpus[1]["train"])]
+    path = tmp_path_factory.mktemp("lm") / "train.arpa"
+    build_arpa.write_arpa(*build_arpa.build(sentences, 3), 3, path)
+    return path
+
+
+@pytest.mark.slow
+def test_transcribe_formats(overfit_run, tiny_corpus, run_cli, tmp_path):
+    _, best = overfit_run
+    clips = [r["audio"] for r in read_manifest(tiny_corpus[1]["train"])][:2]
+    code, out, _ = run_cli("transcribe", "--checkpoint", best, "--format", "json", *clips)
+    assert code == 0
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in results] == [str(Path(c)) for c in clips]  # input order
+    assert " ".join(w["word"] for w in results[0]["words"]) == results[0]["text"]
+    code, srt, _ = run_cli("transcribe", "--checkpoint", best, "--format", "srt", clips[0])
+    assert code == 0 and srt.startswith("1\n00:00:0") and " --> " in srt
+    code, _, err = run_cli("transcribe", "--checkpoint", best, "--format", "vtt", *clips)
+    assert code == 1 and "--output-dir" in err
+    code, _, _ = run_cli("transcribe", "--checkpoint", best, "--format", "vtt", "--output-dir", tmp_path, *clips)
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{Path(c).stem}.vtt" for c in clips)
+    assert (tmp_path / f"{Path(clips[0]).stem}.vtt").read_text().startswith("WEBVTT\n")
+
+
+@pytest.mark.slow
+def test_beam_with_training_lm_and_tune_lm(overfit_run, tiny_corpus, train_arpa, run_cli, tmp_path):
+    _, best = overfit_run
+    train = tiny_corpus[1]["train"]
+    code, out, _ = run_cli("evaluate", "--checkpoint", best, "--data", train, "--out", tmp_path / "ev",
+                           "--lm", train_arpa, "--lm-weight", "0.5")
+    assert code == 0 and out.startswith("WER ")
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["cer"] < 0.1  # the overfit model with an LM of its own sentences
+    settings = tmp_path / "decoding.yaml"
+    code, out, _ = run_cli("tune-lm", "--checkpoint", best, "--data", train, "--lm", train_arpa,
+                           "--lm-weights", "0.5,1", "--word-scores", "0,1", "--beam-size", "8", "--out", settings)
+    assert code == 0 and "best: lm_weight" in out
+    assert "lm_weight:" in settings.read_text() and str(train_arpa) in settings.read_text()
+    # decoding.yaml next to a checkpoint is picked up without any flag
+    from asr.transcribe import Recognizer
+
+    ckpt = tmp_path / "copy" / "best.ckpt"
+    ckpt.parent.mkdir()
+    shutil.copy(best, ckpt)
+    shutil.copy(settings, ckpt.parent / "decoding.yaml")
+    assert Recognizer(ckpt, "cpu").decoding["decoder"] == "beam"
+    assert Recognizer(ckpt, "cpu", {"decoder": "greedy"}).decoding["decoder"] == "greedy"
+
+
+def test_bad_lm_on_the_command_line_fails_before_decoding(overfit_run, tiny_corpus, run_cli, tmp_path):
+    _, best = overfit_run
+    junk = tmp_path / "junk.arpa"
+    junk.write_text("not an lm\n")
+    code, _, err = run_cli("evaluate", "--checkpoint", best, "--data", tiny_corpus[1]["train"], "--lm", junk)
+    assert code == 1 and err.startswith(f"error: {junk}: not a language model") and err.count("\n") == 1
+
+
+def test_prepare_lm_downloads_and_verifies(server, tmp_path, monkeypatch):
+    good, bad = b"\\data\\\nngram 1=1\n" * 1000, b"lexicon\n" * 100
+    monkeypatch.setattr(lm_files, "FILES", {
+        "good.arpa.gz": (hashlib.md5(good).hexdigest(), (len(good),)),
+        "bad.txt": ("0" * 32, (len(bad),)),
+        "wrong-size.txt": (None, (1,)),
+    })
+    server["files"].update({"/good.arpa.gz": good, "/bad.txt": bad, "/wrong-size.txt": bad})
+    out = lm_files.prepare_librispeech_lm(tmp_path, ["good.arpa.gz"], base_url=server["url"], log=lambda _: None)
+    assert out["good.arpa.gz"].read_bytes() == good
+    with pytest.raises(ASRError, match="MD5 mismatch"):
+        lm_files.prepare_librispeech_lm(tmp_path, ["bad.txt"], base_url=server["url"], log=lambda _: None)
+    with pytest.raises(ASRError, match="unexpected size"):
+        lm_files.prepare_librispeech_lm(tmp_path, ["wrong-size.txt"], base_url=server["url"], log=lambda _: None)
+    assert sorted(p.name for p in (tmp_path / "lm").iterdir()) == ["good.arpa.gz"]
+
+
+def test_official_lm_table():
+    assert set(lm_files.DEFAULT_FILES) <= set(lm_files.FILES)
+    assert all(md5 is None or len(md5) == 32 for md5, _ in lm_files.FILES.values())
