@@ -1,9 +1,12 @@
-"""Loading checkpoints safely: tensors and plain data only, never code (torch.load weights_only)."""
+"""Checkpoints: loaded safely (tensors and plain data only, never code: torch.load weights_only) and
+written atomically (a crash mid-write never leaves a half-written file where a good one was)."""
+import os
 import re
 import zipfile
 from pathlib import Path
 
 import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from asr.errors import file_error
 
@@ -54,3 +57,27 @@ def _load_problem(path: Path, e: Exception) -> str:
         return "refusing to load: the file holds objects other than tensors and plain data, which can run code"
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
     return f"not a loadable checkpoint ({first[:200]})"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made crash-safe: the checkpoint goes to NAME.tmp in the same
+    folder, is flushed to disk (fsync), and only then renamed over NAME (atomic on POSIX). A kill at
+    any moment leaves either the old checkpoint or the new one, never a torn file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        try:  # make the rename itself durable
+            fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass

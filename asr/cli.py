@@ -90,9 +90,10 @@ def cmd_tune_lm(args):
 
 
 def cmd_transcribe(args):
-    from asr.transcribe import Recognizer, transcribe_files
+    from asr.transcribe import Recognizer, expand_inputs, transcribe_files
     from asr.writers import render
 
+    args.files = expand_inputs(args.files)
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and args.format in ("srt", "vtt", "tsv") and len(args.files) > 1:
         raise ASRError(f"--format {args.format} with several files needs --output-dir (one file each)")
@@ -197,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
 
     tc = sub.add_parser("transcribe", help="print the transcript of audio files")
     tc.add_argument("--checkpoint", required=True)
-    tc.add_argument("files", nargs="+")
+    tc.add_argument("files", nargs="+", help="audio files, or folders (their audio files, recursively)")
     tc.add_argument("--format", choices=["text", "json", "tsv", "srt", "vtt"], default="text",
                     help="json/tsv/srt/vtt carry word (or segment) start and end times in seconds")
     tc.add_argument("--output-dir", help="write one FILE_STEM.{txt,json,tsv,srt,vtt} per input here")

@@ -15,6 +15,9 @@ DEFAULTS = {
              "speed_perturb": None},  # e.g. [0.9, 1.1]
     "features": {"n_mels": 80, "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05}},
     "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1},
+    # last.ckpt is rewritten (atomically) every `last_every_n_steps` optimizer steps and at every epoch
+    # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.
+    "checkpoint": {"last_every_n_steps": 200},
     "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02},
     # Passed to pytorch_lightning.Trainer unchanged; "precision: auto" means 16-mixed on GPU, fp32 on CPU.
     "trainer": {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",

@@ -1,5 +1,6 @@
 """The LightningModule: features + model + CTC loss, the optimiser and its schedule, validation WER."""
 import math
+import random
 
 import jiwer
 import pytorch_lightning as pl
@@ -7,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.decoding import greedy_decode
+from asr.errors import ASRError
 from asr.features import LogMel, SpecAugment, normalize_features, num_frames
 from asr.model import BiLSTMCTC
 from asr.text import BLANK, tokenizer_from_dict
@@ -28,6 +30,8 @@ class CTCModule(pl.LightningModule):
         self.specaugment = SpecAugment(**feat.get("specaugment", {}))
         self.model = BiLSTMCTC(tokenizer.vocab_size, n_mels=feat["n_mels"], **config["model"])
         self._val_sums = torch.zeros(4)  # word errors, words, char errors, chars
+        self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
+        self._skipped_in_a_row = 0
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor):
         """(B, S) waveforms, (B,) sample counts -> (B, T', V) logits, (B,) frame counts."""
@@ -48,6 +52,48 @@ class CTCModule(pl.LightningModule):
         loss = self.ctc_loss(logits, out_lens, batch["targets"], batch["target_lens"])
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
+
+    def on_before_optimizer_step(self, optimizer):
+        """Skip a step whose gradients hold NaN/inf (zeroed grads: AdamW leaves those weights alone),
+        count it, and stop the run with the likely causes if it keeps happening, rather than writing
+        NaN weights. One host sync per step: the price of never saving a poisoned checkpoint."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        if torch.isfinite(norm):
+            self._skipped_in_a_row = 0
+            return
+        for p in self.parameters():
+            p.grad = None
+        self.skipped_steps += 1
+        self._skipped_in_a_row += 1
+        self.log("skipped_steps", float(self.skipped_steps))
+        if self._skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            raise ASRError(
+                f"training stopped at step {self.global_step}: {self._skipped_in_a_row} steps in a row had a non-finite "
+                f"loss or gradient ({self.skipped_steps} in all). Likely causes: a learning rate too high "
+                f"(optim.lr={self.config['optim']['lr']}), labels longer than the subsampled frames, or audio with "
+                f"NaN/inf samples. The last good weights are in checkpoints/last.ckpt")
+
+    def on_save_checkpoint(self, checkpoint):
+        # Plain data only, so checkpoints load with torch.load(weights_only=True).
+        checkpoint["asr"] = {"format": 1, "config": self.config, "tokenizer": self.tokenizer.to_dict()}
+        # Random generators (SpecAugment masks, dropout, speed perturbation), so a resumed run draws
+        # what the uninterrupted one would have drawn.
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": _plain(random.getstate())}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state()
+        checkpoint["skipped_steps"] = self.skipped_steps
+
+    def on_load_checkpoint(self, checkpoint):
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            random.setstate(_tuples(rng["python"]))
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state(rng["cuda"])
+        self.skipped_steps = checkpoint.get("skipped_steps", 0)
 
     def on_validation_epoch_start(self):
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
@@ -75,13 +121,21 @@ class CTCModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint):
-        # Plain data only, so checkpoints load with torch.load(weights_only=True).
-        checkpoint["asr"] = {"format": 1, "config": self.config, "tokenizer": self.tokenizer.to_dict()}
-
     @classmethod
     def from_asr_dict(cls, asr: dict) -> "CTCModule":
         return cls(asr["config"], tokenizer_from_dict(asr["tokenizer"]))
+
+
+MAX_SKIPPED_IN_A_ROW = 50  # fp16 loss scaling alone can skip a handful in a row while it settles
+
+
+def _plain(state):
+    """random.getstate() -> nested lists (checkpoints hold plain data only)."""
+    return [_plain(x) for x in state] if isinstance(state, tuple) else state
+
+
+def _tuples(state):
+    return tuple(_tuples(x) for x in state) if isinstance(state, list) else state
 
 
 class WarmupCosine:

@@ -8,6 +8,7 @@ import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from asr.checkpoint import AtomicCheckpointIO
 from asr.data.loader import SpeechDataModule
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
@@ -27,16 +28,41 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
         logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
     else:
         logger = pl.loggers.CSVLogger(out_dir, name="logs")
-    checkpoints = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor="val_wer", mode="min",
-                                  save_last=True, save_top_k=1, auto_insert_metric_name=False)
+    ckpt_dir = out_dir / "checkpoints"
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_wer", mode="min", save_top_k=1,
+                           auto_insert_metric_name=False)
+    last = LastCheckpoint(ckpt_dir / "last.ckpt", config["checkpoint"].get("last_every_n_steps"))
+    callbacks = [best, last, LearningRateMonitor("step")]
     try:
         return pl.Trainer(
-            default_root_dir=out_dir, logger=logger, callbacks=[checkpoints, LearningRateMonitor("step")],
+            default_root_dir=out_dir, logger=logger, callbacks=callbacks,
+            plugins=[AtomicCheckpointIO()],  # a kill mid-write never leaves a torn checkpoint
             use_distributed_sampler=False,  # our duration sampler splits batches across ranks itself
             **trainer_cfg,
         )
     except (TypeError, ValueError, MisconfigurationException) as e:
         raise ASRError(f"config section 'trainer': {e}") from None
+
+
+class LastCheckpoint(pl.Callback):
+    """Keeps `last.ckpt` current: every `every_n_steps` optimizer steps and at every epoch end.
+
+    One callback owns the file. (Two ModelCheckpoints with save_last would each version it:
+    last.ckpt and last-v1.ckpt.) Writes go through the trainer, so they are rank-0 only and atomic."""
+
+    def __init__(self, path: Path, every_n_steps: int | None):
+        self.path, self.every = path, int(every_n_steps or 0)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.every and trainer.global_step % self.every == 0 and trainer.global_step != getattr(self, "_saved", -1):
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, module):  # after the epoch's validation in Lightning 2.x
+        self._save(trainer)
+
+    def _save(self, trainer):
+        trainer.save_checkpoint(self.path)
+        self._saved = trainer.global_step
 
 
 def train(config: dict, resume: bool = False) -> Path:

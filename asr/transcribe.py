@@ -199,6 +199,23 @@ def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Resu
     return results
 
 
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".webm"}
+
+
+def expand_inputs(inputs) -> list[Path]:
+    """Files as given; a folder becomes the audio files under it (by extension, sorted)."""
+    out = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                raise file_error(item, f"no audio files in this folder ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+            out += found
+        else:
+            out.append(item)
+    return out
+
+
 def is_long_file(path: Path) -> bool:
     """Longer than one window plus its context: transcribed window by window."""
     import soundfile as sf

@@ -211,6 +211,24 @@ def test_transcribe_batch_reports_each_bad_file_and_goes_on(bad_audio, ckpt, goo
     assert code == 1
 
 
+def test_transcribe_a_folder_with_unreadable_files(bad_audio, ckpt, good_audio, tmp_path, run_cli):
+    import shutil
+
+    folder = tmp_path / "inbox"
+    (folder / "sub").mkdir(parents=True)
+    for case in ("empty", "text named .wav", "10 samples", "NaN"):
+        shutil.copy(bad_audio[case], folder / bad_audio[case].name)
+    shutil.copy(good_audio, folder / "sub" / "good.flac")
+    (folder / "README.txt").write_text("not audio, not picked up")
+    code, out, err = run_cli("transcribe", "--checkpoint", ckpt, folder)
+    assert code == 0 and "Traceback" not in err
+    assert out.splitlines()[-1].startswith(f"{folder / 'sub' / 'good.flac'}\t")  # the rest finished
+    tail = err.splitlines()[-5:]  # the failures are listed again at the end
+    assert tail[0] == "4 of 5 files failed:" and all(line.startswith(f"  {folder}") for line in tail[1:])
+    code, _, _ = run_cli("transcribe", "--checkpoint", ckpt, "--strict", folder)
+    assert code == 1
+
+
 def test_evaluate_reports_bad_rows_and_scores_the_rest(bad_audio, ckpt, tiny_corpus, tmp_path, run_cli):
     rows = read_manifest(tiny_corpus[1]["train"])[:2]
     rows += [{"id": "missing", "audio": str(bad_audio["missing"]), "text": "HELLO"},

@@ -40,6 +40,15 @@ def test_ranks_get_disjoint_batches_and_equal_step_counts():
     assert len(ids) == len(set(ids))
 
 
+def test_validation_ranks_cover_every_batch_once():
+    durations = [float(i % 23 + 1) for i in range(403)]
+    ranks = [DurationBatchSampler(durations, 50, shuffle=False, num_replicas=4, rank=r, even=False) for r in range(4)]
+    assert len(ranks[0].batches) % 4 != 0  # the case where an even split would drop batches
+    ids = sorted(i for r in ranks for b in r for i in b)
+    assert ids == list(range(403))
+    assert [len(list(r)) for r in ranks] == [len(r) for r in ranks]
+
+
 def test_usable_rows_skips_and_counts_each_problem():
     tok = CharTokenizer()
     sub = StackSubsampling(80, 4)

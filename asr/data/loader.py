@@ -105,10 +105,12 @@ class DurationBatchSampler(torch.utils.data.Sampler):
     Utterances are sorted by duration and cut into batches once, so padding stays low and the
     number of steps per epoch is fixed (the LR schedule and resumption rely on that). Each epoch
     shuffles the order of batches. With several processes (DDP), every rank takes a disjoint,
-    equally long share of the batches, so all ranks run the same number of steps.
+    equally long share of the batches, so all ranks run the same number of steps (`even=True`, for
+    training: the few left-over batches wait for another epoch). Validation uses `even=False`: every
+    batch is scored once, the last ranks taking one batch fewer (no gradients to keep in step).
     """
 
-    def __init__(self, durations, max_seconds, shuffle=True, seed=0, num_replicas=1, rank=0):
+    def __init__(self, durations, max_seconds, shuffle=True, seed=0, num_replicas=1, rank=0, even=True):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.num_replicas, self.rank = num_replicas, rank
         order = np.argsort(np.asarray(durations), kind="stable")
@@ -122,7 +124,12 @@ class DurationBatchSampler(torch.utils.data.Sampler):
             longest = longest_if_added
         if batch:
             self.batches.append(batch)
-        self.per_rank = len(self.batches) // num_replicas if num_replicas > 1 else len(self.batches)
+        if even:
+            self.per_rank = len(self.batches) // num_replicas
+        else:
+            self.per_rank = len(range(rank, len(self.batches), num_replicas))
+        self.even = even
+        self.resume_at = None  # (epoch, batches already trained in it): set when resuming mid-epoch
         self.sampler = self  # Lightning calls set_epoch on `batch_sampler.sampler` at each epoch start
 
     def set_epoch(self, epoch: int):
@@ -135,7 +142,23 @@ class DurationBatchSampler(torch.utils.data.Sampler):
         batches = list(self.batches)
         if self.shuffle:
             random.Random(self.seed + self.epoch).shuffle(batches)
-        yield from batches[self.rank : self.per_rank * self.num_replicas : self.num_replicas]
+        end = self.per_rank * self.num_replicas if self.even else len(batches)
+        mine = batches[self.rank : end : self.num_replicas]
+        if self.resume_at and self.resume_at[0] == self.epoch:
+            mine = mine[self.resume_at[1] :]  # this epoch's first batches are already in the weights
+            self.resume_at = None
+        yield from mine
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that tells Lightning it can resume mid-epoch. The position itself is restored by
+    SpeechDataModule (from the global step), so there is no loader state to keep."""
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
 
 
 class SpeechDataModule(pl.LightningDataModule):
@@ -167,13 +190,36 @@ class SpeechDataModule(pl.LightningDataModule):
         world = self.trainer.world_size if self.trainer else 1
         rank = self.trainer.global_rank if self.trainer else 0
         sampler = DurationBatchSampler([r["duration"] for r in rows], self.cfg["max_batch_seconds"], shuffle=shuffle,
-                                       seed=self.seed, num_replicas=world, rank=rank)
+                                       seed=self.seed, num_replicas=world, rank=rank, even=shuffle)
         workers = self.cfg.get("num_workers", 2)
-        return DataLoader(SpeechDataset(rows, speed_perturb), batch_sampler=sampler, collate_fn=collate, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+        # Its own generator: every iter() of a DataLoader draws a worker seed, and from the global RNG
+        # that draw would shift SpecAugment's and dropout's random streams after a resume.
+        generator = torch.Generator().manual_seed(self.seed + rank)
+        return ResumableLoader(SpeechDataset(rows, speed_perturb), batch_sampler=sampler, collate_fn=collate,
+                               num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                               generator=generator)
+
+    # Mid-epoch resumption. Every epoch has the same number of steps per rank (the sampler's fixed
+    # batches), so the checkpoint's global step says exactly how many batches of its epoch are
+    # already in the weights; the resumed sampler skips those and the epoch ends where it would have.
+    def state_dict(self):
+        trainer = self.trainer
+        return {"epoch": trainer.current_epoch, "global_step": trainer.global_step,
+                "accumulate": trainer.accumulate_grad_batches} if trainer else {}
+
+    def load_state_dict(self, state):
+        self._resume_state = state
 
     def train_dataloader(self):
-        return self._loader(self.train_rows, shuffle=True, speed_perturb=self.cfg.get("speed_perturb"))
+        loader = self._loader(self.train_rows, shuffle=True, speed_perturb=self.cfg.get("speed_perturb"))
+        state = getattr(self, "_resume_state", None)
+        if state:
+            batches_done = state["global_step"] * state["accumulate"] - state["epoch"] * len(loader.batch_sampler)
+            if 0 < batches_done < len(loader.batch_sampler):
+                loader.batch_sampler.resume_at = (state["epoch"], batches_done)
+                log.info("resuming epoch %d after its first %d batches", state["epoch"], batches_done)
+            self._resume_state = None
+        return loader
 
     def val_dataloader(self):
         return self._loader(self.val_rows, shuffle=False)

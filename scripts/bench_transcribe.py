@@ -1,0 +1,89 @@
+"""CPU transcription real-time factor for each config's model size, next to PocketSphinx, same files.
+
+    python scripts/bench_transcribe.py [--audio ../shared/data/librispeech-untranscribed] [--threads 2]
+
+For every config in configs/, a model of exactly that config's size (random weights: speed does not
+depend on them; greedy decoding) is saved as a checkpoint and run through `asr.transcribe` as a user
+would run `asr transcribe` (audio decoding, features, network, decoding all timed). PocketSphinx
+(its PyPI wheel's bundled US English model) decodes the same files in the same run.
+RTF = wall seconds / audio seconds (lower is faster; 0.05 = 20x faster than real time).
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from asr.config import load_config  # noqa: E402
+from asr.lightning import CTCModule  # noqa: E402
+from asr.text import CharTokenizer, SentencePieceTokenizer  # noqa: E402
+from asr.transcribe import Recognizer, transcribe_files  # noqa: E402
+
+
+def checkpoint_for(config_path: Path, out: Path) -> tuple[Path, int]:
+    """A checkpoint with the model of `config_path` (random weights) -> (path, parameter count)."""
+    config = load_config(config_path, [f"data.train={config_path}", f"data.val={config_path}"])
+    if config["tokenizer"].get("kind", "char") == "char":
+        tokenizer = CharTokenizer()
+    else:  # same number of tokens as the config asks for; the pieces themselves do not matter here
+        words = [f"W{i:05d}" for i in range(int(config["tokenizer"]["vocab_size"]))]
+        tokenizer = SentencePieceTokenizer.train([" ".join(words[i : i + 8]) for i in range(0, len(words), 4)] * 5,
+                                                 int(config["tokenizer"]["vocab_size"]), config["tokenizer"]["kind"])
+    module = CTCModule(config, tokenizer)
+    ckpt = {"state_dict": module.state_dict(), "asr": {"format": 1, "config": config, "tokenizer": tokenizer.to_dict()}}
+    path = out / f"{config_path.stem}.ckpt"
+    torch.save(ckpt, path)
+    return path, sum(p.numel() for p in module.model.parameters())
+
+
+def pocketsphinx_rtf(paths, audio_seconds: float) -> float:
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    start = time.perf_counter()
+    for path in paths:
+        pcm = (load_audio(path).clip(-1, 1) * 32767).astype("<i2").tobytes()
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        _ = decoder.hyp()
+    return (time.perf_counter() - start) / audio_seconds
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--audio", default=str(ROOT.parent / "shared" / "data" / "librispeech-untranscribed"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--configs", nargs="*", default=sorted(str(c) for c in (ROOT / "configs").glob("*.yaml")))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    paths = sorted(Path(args.audio).rglob("*.flac")) + sorted(Path(args.audio).rglob("*.wav"))
+    if not paths:
+        sys.exit(f"error: {args.audio}: no .flac or .wav files")
+    audio_seconds = sum(len(load_audio(x)) for x in paths) / SAMPLE_RATE
+    print(f"{len(paths)} files, {audio_seconds:.0f} s of audio, {args.threads} threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in map(Path, args.configs):
+            ckpt, n_params = checkpoint_for(config, Path(tmp))
+            rec = Recognizer(ckpt, "cpu")
+            transcribe_files(rec, paths[:2])  # warm-up: first-call allocations and kernel choices
+            start = time.perf_counter()
+            results = transcribe_files(rec, paths)
+            rtf = (time.perf_counter() - start) / audio_seconds
+            failed = sum(bool(r.error) for r in results)
+            print(f"{config.stem:18s} {n_params / 1e6:6.1f}M params  RTF {rtf:.4f}  ({1 / rtf:5.1f}x real time)"
+                  + (f"  {failed} failed" if failed else ""))
+    try:
+        rtf = pocketsphinx_rtf(paths, audio_seconds)
+        print(f"{'pocketsphinx':18s} {'':15s} RTF {rtf:.4f}  ({1 / rtf:5.1f}x real time)")
+    except ImportError:
+        print("pocketsphinx: not installed (pip install pocketsphinx)")
+
+
+if __name__ == "__main__":
+    main()
