@@ -11,10 +11,9 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from asr.errors import file_error
 
 
-def load_module(path, device="cpu"):
-    """A Lightning checkpoint written by `asr train` -> CTCModule in eval mode on `device`."""
-    from asr.lightning import CTCModule
-
+def read_checkpoint(path) -> dict:
+    """torch.load with weights_only=True: tensors and plain data, never code. Every use of a
+    checkpoint (transcribe, evaluate, train --resume) reads it through here first."""
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "checkpoint not found")
@@ -24,6 +23,15 @@ def load_module(path, device="cpu"):
         raise file_error(path, _load_problem(path, e)) from None
     if not isinstance(ckpt, dict) or "asr" not in ckpt or "state_dict" not in ckpt:
         raise file_error(path, "not an asr checkpoint (no model config inside)")
+    return ckpt
+
+
+def load_module(path, device="cpu"):
+    """A Lightning checkpoint written by `asr train` -> CTCModule in eval mode on `device`."""
+    from asr.lightning import CTCModule
+
+    path = Path(path)
+    ckpt = read_checkpoint(path)
     try:
         module = CTCModule.from_asr_dict(ckpt["asr"])
     except (KeyError, TypeError, ValueError) as e:

@@ -8,7 +8,7 @@ import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from asr.checkpoint import AtomicCheckpointIO
+from asr.checkpoint import AtomicCheckpointIO, read_checkpoint
 from asr.data.loader import SpeechDataModule
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
@@ -100,6 +100,6 @@ def make_tokenizer(config: dict):
 
 
 def resumed_tokenizer(last: Path):
-    """A resumed run keeps the tokenizer its checkpoint was trained with."""
-    ckpt = torch.load(last, map_location="cpu", weights_only=True)
-    return tokenizer_from_dict(ckpt["asr"]["tokenizer"])
+    """A resumed run keeps the tokenizer its checkpoint was trained with. Reading it here, with
+    weights_only, also refuses a checkpoint that carries code before Lightning ever unpickles it."""
+    return tokenizer_from_dict(read_checkpoint(last)["asr"]["tokenizer"])

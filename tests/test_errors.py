@@ -123,6 +123,16 @@ def test_checkpoint_that_would_run_code_is_refused(ckpt, good_audio, tiny_corpus
     assert_one_line_error(code, err, tmp_path / "evil.ckpt", "refusing to load")
     assert not marker.exists()
 
+    # `asr train --resume` on a run whose last.ckpt was swapped for it: refused before Lightning loads it
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes((tmp_path / "evil.ckpt").read_bytes())
+    config = tmp_path / "resume.yaml"
+    config.write_text(f"out_dir: {run_dir}\ndata: {{train: {tiny_corpus[1]['train']}, val: {tiny_corpus[1]['train']}}}\n")
+    code, _, err = run_cli("train", "--config", config, "--resume")
+    assert_one_line_error(code, err, run_dir / "checkpoints" / "last.ckpt", "refusing to load")
+    assert not marker.exists()
+
     # The payload is live: an unsafe load does run it (so the checks above could fail).
     torch.load(tmp_path / "evil.ckpt", map_location="cpu", weights_only=False)
     assert marker.exists()
