@@ -9,6 +9,11 @@ from asr.errors import ASRError
 
 
 def cmd_prepare(args):
+    if args.corpus == "shards":
+        from asr.data.shards import write_shards
+
+        print(write_shards(args.manifest, args.out, args.per_shard))
+        return
     if args.corpus == "lm":
         from asr.data.lm import DEFAULT_FILES, prepare_librispeech_lm
 
@@ -157,6 +162,10 @@ def parser() -> argparse.ArgumentParser:
     lm.add_argument("--root", required=True, help="downloads go to ROOT/lm")
     lm.add_argument("--files", help="comma-separated subset of: 3-gram.arpa.gz, 3-gram.pruned.1e-7.arpa.gz, "
                                     "3-gram.pruned.3e-7.arpa.gz, 4-gram.arpa.gz, librispeech-lexicon.txt")
+    sh = prep_sub.add_parser("shards", help="pack a manifest into WebDataset tar shards for streaming training")
+    sh.add_argument("--manifest", required=True)
+    sh.add_argument("--out", required=True, help="folder for shard-NNNNNN.tar and shards.json")
+    sh.add_argument("--per-shard", type=int, default=1000, help="utterances per shard")
     prep.set_defaults(func=cmd_prepare)
 
     syn = sub.add_parser("synth", help="synthesise the offline English corpus (espeak-ng) in LibriSpeech layout")

@@ -32,7 +32,7 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_wer", mode="min", save_top_k=1,
                            auto_insert_metric_name=False)
     last = LastCheckpoint(ckpt_dir / "last.ckpt", config["checkpoint"].get("last_every_n_steps"))
-    callbacks = [best, last, LearningRateMonitor("step")]
+    callbacks = [best, last, StreamEpoch(), LearningRateMonitor("step")]
     try:
         return pl.Trainer(
             default_root_dir=out_dir, logger=logger, callbacks=callbacks,
@@ -63,6 +63,16 @@ class LastCheckpoint(pl.Callback):
     def _save(self, trainer):
         trainer.save_checkpoint(self.path)
         self._saved = trainer.global_step
+
+
+class StreamEpoch(pl.Callback):
+    """Tells a streamed training set (WebDataset shards) which epoch starts, for its shard order;
+    Lightning does this itself only for samplers, and a stream has none."""
+
+    def on_train_epoch_start(self, trainer, module):
+        dataset = getattr(trainer.train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(trainer.current_epoch)
 
 
 def train(config: dict, resume: bool = False) -> Path:

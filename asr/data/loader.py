@@ -183,8 +183,39 @@ class SpeechDataModule(pl.LightningDataModule):
         return kept
 
     def setup(self, stage=None):
-        if not hasattr(self, "train_rows"):
-            self.train_rows, self.val_rows = self._rows("train"), self._rows("val")
+        from asr.data.shards import is_shard_index
+
+        if not hasattr(self, "val_rows"):
+            self.streaming = is_shard_index(self.cfg["train"])
+            self.train_rows = None if self.streaming else self._rows("train")
+            self.val_rows = self._rows("val")
+
+    def _stream(self):
+        """Training batches streamed from WebDataset shards (data.train: .../shards.json)."""
+        from asr.data.shards import ShardStream, check_index
+
+        check_index(self.cfg["train"])
+        world = self.trainer.world_size if self.trainer else 1
+        rank = self.trainer.global_rank if self.trainer else 0
+
+        def usable(meta):
+            row = {**meta, "audio": f"{self.cfg['train']}:{meta.get('id')}"}
+            kept, _, _ = usable_rows([row], self.tokenizer, self.output_lengths, self.cfg.get("max_duration"))
+            return kept[0] if kept else None
+
+        stream = ShardStream(self.cfg["train"], self.tokenizer, usable, self.cfg["max_batch_seconds"], seed=self.seed,
+                             rank=rank, world=world)
+        state = getattr(self, "_resume_state", None)
+        if state:
+            done = state["global_step"] * state["accumulate"] - state["epoch"] * len(stream)
+            if 0 < done < len(stream):
+                stream.epoch, stream.resume_batches = state["epoch"], done
+                log.info("resuming epoch %d after its first %d batches", state["epoch"], done)
+            self._resume_state = None
+        workers = self.cfg.get("num_workers", 2)
+        # Not persistent: each epoch's workers get a fresh copy of the stream with the new epoch number.
+        return ResumableLoader(stream, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
+                               generator=torch.Generator().manual_seed(self.seed + rank))
 
     def _loader(self, rows, shuffle, speed_perturb=None):
         world = self.trainer.world_size if self.trainer else 1
@@ -211,6 +242,8 @@ class SpeechDataModule(pl.LightningDataModule):
         self._resume_state = state
 
     def train_dataloader(self):
+        if self.streaming:
+            return self._stream()
         loader = self._loader(self.train_rows, shuffle=True, speed_perturb=self.cfg.get("speed_perturb"))
         state = getattr(self, "_resume_state", None)
         if state:

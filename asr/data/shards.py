@@ -1,0 +1,197 @@
+"""WebDataset-style tar shards: for corpora bigger than a local disk, or read over a network.
+
+`write_shards` packs a manifest into DIR/shard-000000.tar, ... (each utterance: KEY.flac or KEY.wav,
+the original audio bytes, and KEY.json with text, duration and speaker) plus DIR/shards.json, an
+index of every shard's utterance count and seconds. `ShardStream` streams them back for training.
+
+The index is what keeps DDP honest: every rank can compute, without reading any audio, how many
+batches an epoch has, so all ranks run the same number of steps (a rank that runs out of its
+shards early goes round them again for the last few batches) and Lightning knows the epoch length
+for the LR schedule. URLs in the index may be local paths or anything webdataset opens
+(`pipe:aws s3 cp s3://bucket/shard-000000.tar -`, http://...).
+"""
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.data.manifest import read_manifest
+from asr.errors import ASRError, file_error
+
+INDEX = "shards.json"
+BUFFER = 2000  # utterances gathered, sorted by duration and cut into batches at a time
+
+
+def write_shards(manifest, out_dir, per_shard: int = 1000, log=print) -> Path:
+    """Pack `manifest`'s utterances into tar shards of `per_shard` each; returns the index path."""
+    import webdataset as wds
+
+    rows = read_manifest(manifest)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shards = []
+    for start in range(0, len(rows), per_shard):
+        chunk = rows[start : start + per_shard]
+        name = f"shard-{len(shards):06d}.tar"
+        with wds.TarWriter(str(out_dir / name)) as sink:
+            for row in chunk:
+                path = Path(row["audio"])
+                if not path.is_file():
+                    raise file_error(path, "audio file not found (listed in the manifest)")
+                ext = path.suffix.lower().lstrip(".") or "flac"
+                meta = {k: row[k] for k in ("id", "text", "duration", "speaker") if k in row}
+                sink.write({"__key__": row["id"].replace(".", "_"), ext: path.read_bytes(), "json": meta})
+        shards.append({"url": name, "utterances": len(chunk), "seconds": sum(r["duration"] for r in chunk),
+                       "durations": [round(r["duration"], 3) for r in chunk]})
+        log(f"{out_dir / name}: {len(chunk)} utterances")
+    index = out_dir / INDEX
+    index.write_text(json.dumps({"shards": shards}, indent=1) + "\n")
+    return index
+
+
+def read_index(path) -> list[dict]:
+    """shards.json -> [{url, utterances, seconds}], with local URLs made absolute."""
+    path = Path(path)
+    try:
+        shards = json.loads(path.read_text())["shards"]
+    except (OSError, ValueError, KeyError) as e:
+        raise file_error(path, f"not a shard index ({type(e).__name__})") from None
+    for s in shards:
+        if "://" not in s["url"] and not s["url"].startswith("pipe:"):
+            s["url"] = str((path.parent / s["url"]).resolve())
+    if not shards:
+        raise file_error(path, "the shard index lists no shards")
+    return shards
+
+
+def is_shard_index(spec) -> bool:
+    return isinstance(spec, str) and spec.endswith(INDEX)
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """Streams batches (already collated by `collate`) from shards, duration-bucketed in buffers.
+
+    Shards are shuffled per epoch (seeded) and dealt to ranks round-robin, then to loader workers.
+    Every rank yields exactly `len(self)` batches per epoch.
+    """
+
+    def __init__(self, index, tokenizer, usable, max_batch_seconds: float, seed=0, rank=0, world=1, shuffle=True):
+        self.shards, self.tokenizer, self.usable = read_index(index), tokenizer, usable
+        self.max_batch_seconds, self.seed, self.rank, self.world, self.shuffle = max_batch_seconds, seed, rank, world, shuffle
+        self.epoch = 0
+        # The epoch length every rank uses: the most batches any rank's shards make in epoch 0, by
+        # running the bucketing on the durations in the index. A rank with fewer goes round its shards
+        # again for the rest; in later epochs (other shard orders) a rank may also stop a batch or two early.
+        self.batches_per_rank = max(self._count_batches(r) for r in range(world))
+        self.resume_batches = 0  # batches of the current epoch already trained (mid-epoch resume)
+
+    def _count_batches(self, rank) -> int:
+        by_url = {s["url"]: s for s in self.shards}
+        durations = [d for url in self._rank_shards(rank, 0) for d in by_url[url]["durations"]]
+        count = 0
+        for start in range(0, len(durations), BUFFER):
+            count += len(self._pack(sorted(durations[start : start + BUFFER])))
+        return max(1, count)
+
+    def _pack(self, sorted_durations) -> list[list[int]]:
+        """Durations in increasing order -> batches (lists of positions), at most max_batch_seconds of
+        padded audio each: the one rule both `_bucket` and the epoch-length count use."""
+        batches, batch = [], []
+        for i, d in enumerate(sorted_durations):
+            if batch and d * (len(batch) + 1) > self.max_batch_seconds:
+                batches.append(batch)
+                batch = []
+            batch.append(i)
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def __len__(self):
+        return self.batches_per_rank
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def _rank_shards(self, rank, epoch) -> list[str]:
+        urls = [s["url"] for s in self.shards]
+        if self.shuffle:
+            random.Random(self.seed + epoch).shuffle(urls)
+        return urls[rank :: self.world] or urls  # fewer shards than ranks: share them
+
+    def my_shards(self) -> list[str]:
+        mine = self._rank_shards(self.rank, self.epoch)
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            mine = mine[info.id :: info.num_workers] or mine
+        return mine
+
+    def __iter__(self):
+        from asr.data.loader import collate
+
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        quota = len(range(worker, self.batches_per_rank, workers))  # this worker's share of the epoch
+        skip = len(range(worker, self.resume_batches, workers))
+        self.resume_batches = 0
+        made = 0
+        rng = random.Random(self.seed * 1000 + self.epoch * 10 + worker)
+        while made < quota:
+            for batch in self._batches(self.my_shards(), rng):
+                if made >= quota:
+                    return
+                made += 1
+                if made > skip:
+                    yield collate(batch)
+
+    def _batches(self, urls, rng):
+        buffer = []
+        for item in self._utterances(urls):
+            buffer.append(item)
+            if len(buffer) >= BUFFER:
+                yield from self._bucket(buffer, rng)
+                buffer = []
+        if buffer:
+            yield from self._bucket(buffer, rng)
+
+    def _bucket(self, items, rng):
+        items.sort(key=lambda it: len(it["audio"]))
+        batches = [[items[i] for i in b] for b in self._pack([len(it["audio"]) / 16000 for it in items])]
+        if self.shuffle:
+            rng.shuffle(batches)
+        yield from batches
+
+    def _utterances(self, urls):
+        """Decoded, usable utterances from `urls`; a bad one is logged and skipped."""
+        import logging
+
+        import webdataset as wds
+
+        from asr.audio import to_mono_16k
+
+        log = logging.getLogger("asr")
+        for sample in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=None,
+                                     empty_check=False):
+            meta = json.loads(sample["json"])
+            audio_key = next((k for k in sample if k not in ("json", "__key__", "__url__", "__local_path__")), None)
+            try:
+                import soundfile as sf
+
+                audio, sr = sf.read(io.BytesIO(sample[audio_key]), dtype="float32")
+                audio = to_mono_16k(audio, sr)
+                if not np.isfinite(audio).all() or len(audio) < 400:
+                    raise ValueError("no usable samples")
+            except Exception as e:
+                log.warning("skipping %s in %s: %s", sample.get("__key__"), sample.get("__url__"), e)
+                continue
+            row = self.usable(meta)
+            if row is not None:
+                yield {"id": meta.get("id", sample["__key__"]), "audio": torch.from_numpy(audio), "ids": row["ids"],
+                       "text": row["text"]}
+
+
+def check_index(spec):
+    if not Path(spec).is_file():
+        raise ASRError(f"{spec}: shard index not found (write one with `asr prepare shards`)")
