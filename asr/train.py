@@ -91,6 +91,9 @@ def train(config: dict, resume: bool = False) -> Path:
     n_params = sum(p.numel() for p in module.parameters())
     log.info("model: %.2fM parameters; logs and checkpoints in %s", n_params / 1e6, out_dir)
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume else None)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Lightning leaves the process group up; gloo's threads then abort the interpreter at exit.
+        torch.distributed.destroy_process_group()
     best = trainer.checkpoint_callback.best_model_path
     return Path(best) if best else last
 

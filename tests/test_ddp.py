@@ -39,6 +39,9 @@ SCRIPT = textwrap.dedent('''
         trainer = build_trainer(config, __import__("pathlib").Path(out))
         trainer.callbacks.append(RecordIds(out))
         trainer.fit(module, datamodule=data)
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.destroy_process_group()  # as asr.train.train does
 ''')
 
 
