@@ -61,7 +61,7 @@ class LastCheckpoint(pl.Callback):
         self._save(trainer)
 
     def _save(self, trainer):
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, schedule, loops
         self._saved = trainer.global_step
 
 
