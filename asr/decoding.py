@@ -6,6 +6,7 @@ frame of its CTC path. Word times come from those frames (`words_with_times`), s
 extra and stay consistent with the text.
 """
 import gzip
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -207,10 +208,8 @@ def check_lm(path, tmp_dir: Path) -> Path:
 def _gunzip(path: Path, tmp_dir: Path) -> Path:
     target = path.with_suffix("")  # 4-gram.arpa.gz -> 4-gram.arpa, kept for the next run
     if target.is_file() and target.stat().st_mtime >= path.stat().st_mtime:
-        return target
-    try:
-        target.touch()
-    except OSError:
+        return target  # only ever a complete unpacking: it is renamed into place at the end
+    if not os.access(path.parent, os.W_OK):
         target = tmp_dir / target.name  # read-only folder: unpack for this run only
     partial = target.with_name(target.name + ".partial")
     with gzip.open(path, "rb") as src, open(partial, "wb") as dst:

@@ -192,9 +192,8 @@ class SpeechDataModule(pl.LightningDataModule):
 
     def _stream(self):
         """Training batches streamed from WebDataset shards (data.train: .../shards.json)."""
-        from asr.data.shards import ShardStream, check_index
+        from asr.data.shards import ShardStream
 
-        check_index(self.cfg["train"])
         world = self.trainer.world_size if self.trainer else 1
         rank = self.trainer.global_rank if self.trainer else 0
 
@@ -205,13 +204,9 @@ class SpeechDataModule(pl.LightningDataModule):
 
         stream = ShardStream(self.cfg["train"], self.tokenizer, usable, self.cfg["max_batch_seconds"], seed=self.seed,
                              rank=rank, world=world)
-        state = getattr(self, "_resume_state", None)
-        if state:
-            done = state["global_step"] * state["accumulate"] - state["epoch"] * len(stream)
-            if 0 < done < len(stream):
-                stream.epoch, stream.resume_batches = state["epoch"], done
-                log.info("resuming epoch %d after its first %d batches", state["epoch"], done)
-            self._resume_state = None
+        resume = self._resume_point(len(stream))
+        if resume:
+            stream.epoch, stream.resume_batches = resume
         workers = self.cfg.get("num_workers", 2)
         # Not persistent: each epoch's workers get a fresh copy of the stream with the new epoch number.
         return ResumableLoader(stream, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
@@ -241,17 +236,22 @@ class SpeechDataModule(pl.LightningDataModule):
     def load_state_dict(self, state):
         self._resume_state = state
 
+    def _resume_point(self, steps_per_epoch: int):
+        """(epoch, batches of it already trained) when resuming mid-epoch, else None; used once."""
+        state, self._resume_state = getattr(self, "_resume_state", None), None
+        if not state:
+            return None
+        done = state["global_step"] * state["accumulate"] - state["epoch"] * steps_per_epoch
+        if not 0 < done < steps_per_epoch:
+            return None  # the checkpoint is from an epoch's end: start the next epoch as usual
+        log.info("resuming epoch %d after its first %d batches", state["epoch"], done)
+        return state["epoch"], done
+
     def train_dataloader(self):
         if self.streaming:
             return self._stream()
         loader = self._loader(self.train_rows, shuffle=True, speed_perturb=self.cfg.get("speed_perturb"))
-        state = getattr(self, "_resume_state", None)
-        if state:
-            batches_done = state["global_step"] * state["accumulate"] - state["epoch"] * len(loader.batch_sampler)
-            if 0 < batches_done < len(loader.batch_sampler):
-                loader.batch_sampler.resume_at = (state["epoch"], batches_done)
-                log.info("resuming epoch %d after its first %d batches", state["epoch"], batches_done)
-            self._resume_state = None
+        loader.batch_sampler.resume_at = self._resume_point(len(loader.batch_sampler))
         return loader
 
     def val_dataloader(self):

@@ -16,10 +16,11 @@ import random
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from asr.data.manifest import read_manifest
-from asr.errors import ASRError, file_error
+from asr.errors import file_error
 
 INDEX = "shards.json"
 BUFFER = 2000  # utterances gathered, sorted by duration and cut into batches at a time
@@ -55,6 +56,8 @@ def write_shards(manifest, out_dir, per_shard: int = 1000, log=print) -> Path:
 def read_index(path) -> list[dict]:
     """shards.json -> [{url, utterances, seconds}], with local URLs made absolute."""
     path = Path(path)
+    if not path.is_file():
+        raise file_error(path, "shard index not found (write one with `asr prepare shards`)")
     try:
         shards = json.loads(path.read_text())["shards"]
     except (OSError, ValueError, KeyError) as e:
@@ -177,8 +180,6 @@ class ShardStream(torch.utils.data.IterableDataset):
             meta = json.loads(sample["json"])
             audio_key = next((k for k in sample if k not in ("json", "__key__", "__url__", "__local_path__")), None)
             try:
-                import soundfile as sf
-
                 audio, sr = sf.read(io.BytesIO(sample[audio_key]), dtype="float32")
                 audio = to_mono_16k(audio, sr)
                 if not np.isfinite(audio).all() or len(audio) < 400:
@@ -190,8 +191,3 @@ class ShardStream(torch.utils.data.IterableDataset):
             if row is not None:
                 yield {"id": meta.get("id", sample["__key__"]), "audio": torch.from_numpy(audio), "ids": row["ids"],
                        "text": row["text"]}
-
-
-def check_index(spec):
-    if not Path(spec).is_file():
-        raise ASRError(f"{spec}: shard index not found (write one with `asr prepare shards`)")
