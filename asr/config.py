@@ -13,7 +13,8 @@ DEFAULTS = {
     "tokenizer": {"kind": "char"},
     "data": {"train": None, "val": None, "max_batch_seconds": 200.0, "max_duration": 35.0, "num_workers": 2,
              "speed_perturb": None},  # e.g. [0.9, 1.1]
-    "features": {"n_mels": 80, "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05}},
+    "features": {"n_mels": 80, "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05},
+                 "vtlp": 0.0},  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
     "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1},
     # last.ckpt is rewritten (atomically) every `last_every_n_steps` optimizer steps and at every epoch
     # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.

@@ -5,6 +5,8 @@ the data loader only decodes audio. Parameters match librosa's defaults for a 25
 filterbank (Slaney mel scale and area normalisation, zero-padded centred frames); a test checks
 the output against librosa.
 """
+import math
+
 import torch
 import torch.nn as nn
 import torchaudio
@@ -54,6 +56,52 @@ def normalize_features(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 
     mean = (feats * mask).sum(1, keepdim=True) / count
     var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / count
     return ((feats - mean) / torch.sqrt(var + eps)) * mask
+
+
+def slaney_mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    """The Slaney mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = mel * 200 / 3
+    log_part = 1000 * torch.exp(math.log(6.4) / 27 * (mel - 15))  # 15 mel = 1 kHz
+    return torch.where(mel >= 15, log_part, hz)
+
+
+class FrequencyWarp(nn.Module):
+    """Vocal tract length perturbation (Jaitly & Hinton 2013) on log-mel features, training only.
+
+    Each utterance's frequency axis is scaled by a random alpha in [1 - max_warp, 1 + max_warp]
+    (piecewise linear, so that 0 and the Nyquist frequency stay put), which moves formants the way a
+    shorter or longer vocal tract does: a cheap stand-in for speakers the corpus does not have. Done
+    by linear interpolation between mel bins, on the device, without touching the audio or its length.
+    """
+
+    def __init__(self, n_mels: int = N_MELS, max_warp: float = 0.0, boundary_hz: float = 4800.0):
+        super().__init__()
+        self.max_warp, self.boundary_hz, self.nyquist = max_warp, boundary_hz, SAMPLE_RATE / 2
+        top_mel = 15 + math.log(self.nyquist / 1000) / (math.log(6.4) / 27)
+        centres = slaney_mel_to_hz(torch.linspace(0, top_mel, n_mels + 2, dtype=torch.float64))[1:-1]
+        self.register_buffer("centres", centres.float(), persistent=False)  # (n_mels,) Hz; not in checkpoints
+
+    def forward(self, feats: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, n_mels) -> (B, T, n_mels), each row warped by its own alpha (random unless given, (B,))."""
+        if alpha is None:
+            if not self.training or self.max_warp <= 0:
+                return feats
+            alpha = 1 + (2 * torch.rand(feats.shape[0], device=feats.device) - 1) * self.max_warp
+        bins = feats.shape[2]
+        source = self._source_hz(self.centres[None, :], alpha[:, None])  # (B, n_mels): where each output bin reads
+        hi = torch.searchsorted(self.centres, source.contiguous()).clamp(1, bins - 1)
+        lo = hi - 1
+        frac = ((source - self.centres[lo]) / (self.centres[hi] - self.centres[lo])).clamp(0, 1)
+        lo_vals = feats.gather(2, lo[:, None, :].expand_as(feats))
+        hi_vals = feats.gather(2, hi[:, None, :].expand_as(feats))
+        return lo_vals + (hi_vals - lo_vals) * frac[:, None, :]
+
+    def _source_hz(self, out_hz: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """The inverse of VTLP's warp f -> alpha*f below the boundary, linear to Nyquist above it."""
+        boundary = self.boundary_hz * torch.clamp(alpha, max=1) / alpha
+        warped_boundary = alpha * boundary
+        above = self.nyquist - (self.nyquist - out_hz) * (self.nyquist - boundary) / (self.nyquist - warped_boundary)
+        return torch.where(out_hz <= warped_boundary, out_hz / alpha, above)
 
 
 class SpecAugment(nn.Module):

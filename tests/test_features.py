@@ -2,7 +2,7 @@ import librosa
 import numpy as np
 import torch
 
-from asr.features import HOP_LENGTH, LOG_FLOOR, N_FFT, LogMel, SpecAugment, normalize_features, num_frames
+from asr.features import HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames
 
 # Stated tolerance: torchaudio (float32 FFT) vs librosa (float64 reference) log-mel energies agree
 # within 1e-3 in natural-log units (0.004 dB) wherever the energy is above 1e-6 of the peak (below that, float32 rounding dominates).
@@ -62,3 +62,24 @@ def test_specaugment_masks_inside_each_utterance_and_only_in_training():
         assert freq_masked.sum() <= 20
     aug.eval()
     assert torch.equal(aug(feats, lengths), feats)
+
+
+def test_frequency_warp_moves_a_formant_by_alpha_and_only_in_training():
+    warp = FrequencyWarp(N_MELS, max_warp=0.1)
+    centres = warp.centres
+    k = 40  # a peak at ~1.6 kHz, below VTLP's 4.8 kHz boundary: it should move to alpha x its frequency
+    feats = -((torch.arange(N_MELS) - k).float() ** 2)[None, None, :].repeat(2, 5, 1)  # (2, 5, n_mels)
+    alpha = torch.tensor([0.9, 1.1])
+    out = warp(feats, alpha)
+    for row, a in enumerate(alpha):
+        peak_hz = centres[out[row, 0].argmax()]
+        assert abs(peak_hz - a * centres[k]) <= 0.5 * (centres[k + 1] - centres[k - 1]), (a, peak_hz)
+    assert torch.allclose(warp(feats, torch.ones(2)), feats, atol=1e-4)  # alpha 1: unchanged
+    assert torch.equal(out[:, 0], out[:, 4])  # same warp on every frame of an utterance
+    # the warp is piecewise linear up to Nyquist, which stays put: a peak in the top bin stays there
+    top = -((torch.arange(N_MELS) - (N_MELS - 1)).float() ** 2)[None, None, :].repeat(2, 1, 1)
+    assert (warp(top, alpha)[:, 0].argmax(-1) == N_MELS - 1).all()
+    warp.eval()
+    assert torch.equal(warp(feats), feats)
+    warp.train()
+    assert not torch.equal(warp(feats), feats)
