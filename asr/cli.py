@@ -37,8 +37,15 @@ def cmd_prepare(args):
 def cmd_synth(args):
     from asr.data.synth import synthesize_corpus
 
+    words = args.words.replace(",", " ").split() if args.words else None
+    lo, _, hi = args.words_per_utterance.partition("-")
+    try:
+        sentence_words = (int(lo), int(hi or lo))
+    except ValueError:
+        raise ASRError(f"--words-per-utterance {args.words_per_utterance!r}: expected N or MIN-MAX") from None
     manifests = synthesize_corpus(args.out, train_utts=args.train_utts, dev_utts=args.dev_utts,
                                   test_utts=args.test_utts, vocab_size=args.vocab_size, seed=args.seed,
+                                  words=words, sentence_words=sentence_words, sample_rate=args.sample_rate,
                                   workers=args.workers)
     for name, path in manifests.items():
         print(f"{name}\t{path}")
@@ -170,10 +177,13 @@ def parser() -> argparse.ArgumentParser:
 
     syn = sub.add_parser("synth", help="synthesise the offline English corpus (espeak-ng) in LibriSpeech layout")
     syn.add_argument("--out", required=True)
-    syn.add_argument("--train-utts", type=int, default=4000)
+    syn.add_argument("--train-utts", type=int, default=16000)
     syn.add_argument("--dev-utts", type=int, default=200)
     syn.add_argument("--test-utts", type=int, default=300)
-    syn.add_argument("--vocab-size", type=int, default=3000)
+    syn.add_argument("--vocab-size", type=int, default=3000, help="the most frequent English words to draw from")
+    syn.add_argument("--words", help="your own word list instead (comma/space separated), drawn uniformly")
+    syn.add_argument("--words-per-utterance", default="4-14", help="N or MIN-MAX (default 4-14)")
+    syn.add_argument("--sample-rate", type=int, default=16000, help="rate of the written FLAC files")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--workers", type=int, default=2)
     syn.set_defaults(func=cmd_synth)

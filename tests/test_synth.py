@@ -116,3 +116,19 @@ def test_rebuilds_its_own_folder_but_never_overwrites_other_data(tmp_path):
     with pytest.raises(ASRError, match="not a synthetic corpus"):
         synthesize_corpus(tmp_path / "other", **tiny)
     assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_own_word_list_one_word_per_utterance_at_8khz(tmp_path):
+    """Extra voices for a small real corpus (FSDD's digits): isolated words, telephone band."""
+    digits = "zero one two three four five six seven eight nine".split()
+    rows = _build(tmp_path / "digits", train_utts=30, dev_utts=0, test_utts=0, words=digits,
+                  sentence_words=(1, 1), sample_rate=8000, workers=1)
+    assert list(rows) == ["train"] and len(rows["train"]) == 30  # no empty dev/test manifests
+    assert {r["text"] for r in rows["train"]} <= {d.upper() for d in digits}
+    assert len({r["text"] for r in rows["train"]}) >= 5  # drawn uniformly, repeats allowed
+    for r in rows["train"][:5]:
+        audio, rate = sf.read(r["audio"])
+        assert rate == 8000 and abs(len(audio) / rate - r["duration"]) < 0.01
+        assert len(r["words"]) == 1 and 0 <= r["words"][0][1] < r["words"][0][2] <= r["duration"]
+    with pytest.raises(ASRError, match="plain English words"):
+        _build(tmp_path / "bad", words=["hello", "c3po"])

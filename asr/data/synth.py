@@ -139,18 +139,19 @@ def _vocabulary(size: int) -> list[str]:
     return kept[:size]
 
 
-def _sentences(vocab, counts, rng) -> list[list[tuple[str, str]]]:
-    """Per count, (TEXT, spoken form) pairs; no sentence occurs twice in the whole corpus."""
-    weights = np.arange(1, len(vocab) + 1, dtype=np.float64) ** -FLATTEN
+def _sentences(vocab, counts, rng, sentence_words=SENTENCE_WORDS, flatten=FLATTEN) -> list[list[tuple[str, str]]]:
+    """Per count, (TEXT, spoken form) pairs; no sentence occurs twice in the whole corpus, except
+    one-word utterances (a short word list, e.g. digits, has fewer sentences than utterances)."""
+    weights = np.arange(1, len(vocab) + 1, dtype=np.float64) ** -flatten  # by frequency rank; 0: uniform
     weights /= weights.sum()
     seen, out = set(), []
     for n in counts:
         split = []
         while len(split) < n:
-            idx = rng.choice(len(vocab), size=rng.integers(SENTENCE_WORDS[0], SENTENCE_WORDS[1] + 1), p=weights)
+            idx = rng.choice(len(vocab), size=rng.integers(sentence_words[0], sentence_words[1] + 1), p=weights)
             words = [vocab[i] for i in idx]
             text = " ".join(words).upper()
-            if text in seen:
+            if text in seen and sentence_words[1] > 1:
                 continue
             seen.add(text)
             if len(words) >= 8 and rng.random() < 0.4:  # a comma pause mid-sentence, for varied prosody
@@ -197,6 +198,7 @@ def _fill_starts(starts, words, first, last) -> list[float]:
 def _render(job) -> dict:
     """Synthesize one utterance, write its FLAC, return its manifest row."""
     audio, sr, starts = _synthesize(job)
+    out_sr = job["sample_rate"]
     hop = sr // 100  # 10 ms frames
     rms = np.sqrt(np.mean(audio[: len(audio) // hop * hop].reshape(-1, hop) ** 2, axis=1))
     frames = np.flatnonzero(rms > rms.max() * 10 ** (SILENCE_DB / 20))
@@ -208,9 +210,9 @@ def _render(job) -> dict:
         sounding = frames[(frames >= int(start * sr / hop)) & (frames < int(np.ceil(stop * sr / hop)))]
         ends.append(min(stop, (sounding[-1] + 1) * hop / sr) if len(sounding) else stop)
     lead, trail = job["pads"]
-    speech = soxr.resample(audio[int(first * sr): int(last * sr)], sr, SAMPLE_RATE, quality="HQ")
+    speech = soxr.resample(audio[int(first * sr): int(last * sr)], sr, out_sr, quality="HQ")
     speech *= 10 ** (job["peak_dbfs"] / 20) / max(np.abs(speech).max(), 1e-6)
-    clip = np.concatenate([np.zeros(int(lead * SAMPLE_RATE)), speech, np.zeros(int(trail * SAMPLE_RATE))])
+    clip = np.concatenate([np.zeros(int(lead * out_sr)), speech, np.zeros(int(trail * out_sr))])
     rng = np.random.default_rng(job["seed"])
     noise = rng.standard_normal(len(clip))  # white
     if job["pink"]:  # 1/f power: scale each frequency bin by 1/sqrt(f); a power-of-two FFT is 10x faster
@@ -222,11 +224,11 @@ def _render(job) -> dict:
     path = Path(job["path"])
     path.parent.mkdir(parents=True, exist_ok=True)
     flac = io.BytesIO()  # encode in memory, write once: libsndfile's many small writes and seeks are 10x slower
-    sf.write(flac, clip, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    sf.write(flac, clip, out_sr, format="FLAC", subtype="PCM_16")
     path.write_bytes(flac.getvalue())
     words = [[w, round(max(s, first) + lead - first, 3), round(min(e, last) + lead - first, 3)]
              for w, s, e in zip(job["text"].split(), starts, ends)]
-    return {"id": path.stem, "audio": job["audio"], "duration": round(len(clip) / SAMPLE_RATE, 3),
+    return {"id": path.stem, "audio": job["audio"], "duration": round(len(clip) / out_sr, 3),
             "text": job["text"], "speaker": str(job["speaker"]), "words": words}
 
 
@@ -242,14 +244,16 @@ def _voices() -> dict[int, str]:
             if not variant or (variant_dir / variant).is_file()}
 
 
-def _plan(out: Path, vocab, counts, seed) -> list[dict]:
+def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_rate=SAMPLE_RATE,
+          flatten=FLATTEN) -> list[dict]:
     """Everything random about each utterance, decided here so that workers only execute."""
     voices = _voices()
     ids = np.random.default_rng([seed, 1]).permutation(sorted(voices)).tolist()
     n_test, n_dev = HELD_OUT_SPEAKERS["test"], HELD_OUT_SPEAKERS["dev"]
     speakers = {"test": ids[:n_test], "dev": ids[n_test: n_test + n_dev], "train": ids[n_test + n_dev:]}
     order = ("test", "dev", "train")  # held-out sentences first: they do not change with the training size
-    texts = dict(zip(order, _sentences(vocab, [counts[s] for s in order], np.random.default_rng([seed, 2]))))
+    texts = dict(zip(order, _sentences(vocab, [counts[s] for s in order], np.random.default_rng([seed, 2]),
+                                       sentence_words, flatten)))
     jobs, style = [], {}
     for split_no, split in enumerate(SPLITS):
         taken = {}
@@ -269,7 +273,7 @@ def _plan(out: Path, vocab, counts, seed) -> list[dict]:
                 "range": np.clip(style[spk][2] + rng.uniform(-8, 8), 0, 100),
                 "snr_db": rng.uniform(*SNR_DB), "pink": bool(rng.random() < 0.5),
                 "peak_dbfs": rng.uniform(*PEAK_DBFS), "pads": tuple(rng.uniform(*PAD_S, size=2)),
-                "seed": int(rng.integers(2**31)), "path": str(path), "audio": os.path.relpath(path, out / "manifests")})
+                "seed": int(rng.integers(2**31)), "sample_rate": sample_rate, "path": str(path), "audio": os.path.relpath(path, out / "manifests")})
     return jobs
 
 
@@ -302,6 +306,8 @@ def _write_outputs(out: Path, jobs, rows, corpus) -> dict[str, Path]:
     train_words = {w for job in jobs if job["split"] == "train" for w in job["text"].split()}
     for split in SPLITS:
         split_rows = [r for r, job in zip(rows, jobs) if job["split"] == split]
+        if not split_rows:
+            continue  # e.g. a word list for training only: no empty manifest to trip over later
         assert all(normalize(r["text"]) == r["text"] for r in split_rows)  # vocabulary is A-Z and '
         by_dir = {}
         for r in split_rows:
@@ -321,19 +327,35 @@ def _write_outputs(out: Path, jobs, rows, corpus) -> dict[str, Path]:
     return manifests
 
 
-def synthesize_corpus(out_dir, *, train_utts=4000, dev_utts=200, test_utts=300, vocab_size=3000, seed=0,
-                      workers=2, log=print) -> dict[str, Path]:
-    """Write the corpus under `out_dir`; returns {"train"|"dev"|"test": manifest path}."""
+def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300, vocab_size=3000, seed=0,
+                      words=None, sentence_words=SENTENCE_WORDS, sample_rate=SAMPLE_RATE, workers=2,
+                      log=print) -> dict[str, Path]:
+    """Write the corpus under `out_dir`; returns {"train"|"dev"|"test": manifest path}.
+
+    `words` replaces the built-in vocabulary (the `vocab_size` most frequent English words) with
+    your own list, drawn uniformly: e.g. the ten digit words, one per utterance
+    (`sentence_words=(1, 1)`), as extra voices for a small real corpus. `sample_rate` is the rate the
+    FLAC files are written at (8000 matches telephone-band corpora such as FSDD).
+    """
     counts = {"train": train_utts, "dev": dev_utts, "test": test_utts}
-    if min(counts.values()) < 0 or vocab_size < 20:
+    if min(counts.values()) < 0 or (words is None and vocab_size < 20):
         raise ASRError("synth: utterance counts must be >= 0 and the vocabulary at least 20 words")
+    if not 1 <= sentence_words[0] <= sentence_words[1]:
+        raise ASRError(f"synth: words per utterance must be 1 <= min <= max, got {sentence_words[0]}-{sentence_words[1]}")
+    if words is not None:
+        words = [w.strip().lower() for w in words if w.strip()]
+        bad = [w for w in words if not re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w)]
+        if not words or bad:
+            raise ASRError(f"synth: word list must hold plain English words (letters and an apostrophe); "
+                           f"got {bad[0] if bad else 'no words'!r}")
     out = Path(out_dir).resolve()
     _prepare_out_dir(out)
     started, workers = time.time(), max(1, workers)
     with _fresh_process_pool(workers) as pool:
-        vocab = pool.apply(_vocabulary, (vocab_size,))  # in a worker: this process never loads espeak
+        # The vocabulary is built in a worker: this process never loads espeak.
+        vocab = list(dict.fromkeys(words)) if words else pool.apply(_vocabulary, (vocab_size,))
         log(f"synth: {len(vocab)} words, {sum(counts.values())} utterances, {workers} workers")
-        jobs = _plan(out, vocab, counts, seed)
+        jobs = _plan(out, vocab, counts, seed, sentence_words, sample_rate, flatten=0 if words else FLATTEN)
         rows, shards = [], [jobs[i: i + SHARD] for i in range(0, len(jobs), SHARD)]
         for k, shard_rows in enumerate(pool.imap(_render_shard, shards), 1):
             rows += shard_rows
@@ -341,8 +363,9 @@ def synthesize_corpus(out_dir, *, train_utts=4000, dev_utts=200, test_utts=300, 
                 log(f"synth: {len(rows)}/{len(jobs)} utterances ({time.time() - started:.0f} s)")
     voices = _voices()
     corpus = {"seed": seed, "sizes": counts, "vocab_size": vocab_size, "vocabulary_words": len(vocab),
-              "sample_rate": SAMPLE_RATE, "rate_wpm": RATE_WPM, "pitch": PITCH, "pitch_range": PITCH_RANGE,
-              "snr_db": SNR_DB, "peak_dbfs": PEAK_DBFS, "word_weight": f"rank^-{FLATTEN}",
+              "word_list": vocab if words else None, "sentence_words": list(sentence_words),
+              "sample_rate": sample_rate, "rate_wpm": RATE_WPM, "pitch": PITCH, "pitch_range": PITCH_RANGE,
+              "snr_db": SNR_DB, "peak_dbfs": PEAK_DBFS, "word_weight": "uniform" if words else f"rank^-{FLATTEN}",
               "speakers": {str(s): voices[s] for s in sorted({job["speaker"] for job in jobs})}}
     manifests = _write_outputs(out, jobs, rows, corpus)
     hours = sum(r["duration"] for r in rows) / 3600
