@@ -1,5 +1,6 @@
 """Run configs: YAML files of plain data, defaults below, `key.sub=value` overrides from the CLI."""
 import copy
+import re
 from pathlib import Path
 
 import yaml
@@ -26,6 +27,22 @@ DEFAULTS = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `3e-4` (no dot) as a string; configs mean a number. Same resolver, wider float."""
+
+
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def merge(base: dict, update: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
@@ -44,7 +61,7 @@ def apply_override(config: dict, override: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ASRError(f"override {override!r}: {p} is not a section")
-    node[leaf] = yaml.safe_load(value)
+    node[leaf] = parse_yaml(value)
 
 
 def load_config(path, overrides=()) -> dict:
@@ -52,7 +69,7 @@ def load_config(path, overrides=()) -> dict:
     if not path.is_file():
         raise file_error(path, "config not found")
     try:
-        user = yaml.safe_load(path.read_text()) or {}
+        user = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise file_error(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
     unknown = set(user) - set(DEFAULTS)

@@ -1,0 +1,25 @@
+"""Run configs: YAML files plus key.sub=value overrides, numbers read as numbers."""
+import pytest
+
+from asr.config import DEFAULTS, apply_override, load_config
+from asr.errors import ASRError
+
+
+def test_overrides_and_exponent_floats_without_a_dot(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: {train: a.jsonl, val: b.jsonl}\noptim: {lr: 3e-4}\n")
+    config = load_config(path, ["optim.warmup_steps=600", "optim.weight_decay=1e-2", "data.speed_perturb=[0.9, 1.1]",
+                                "trainer.max_time=00:00:14:30", "model.subsample=conv"])
+    assert config["optim"]["lr"] == pytest.approx(3e-4)  # plain PyYAML would give the string "3e-4"
+    assert config["optim"]["weight_decay"] == pytest.approx(0.01)
+    assert config["optim"]["warmup_steps"] == 600
+    assert config["data"]["speed_perturb"] == [0.9, 1.1]
+    assert config["trainer"]["max_time"] == "00:00:14:30"
+    assert config["model"]["subsample"] == "conv" and config["model"]["hidden"] == DEFAULTS["model"]["hidden"]
+
+
+def test_bad_override_names_the_problem():
+    with pytest.raises(ASRError, match="expected key.sub=value"):
+        apply_override({}, "optim.lr")
+    with pytest.raises(ASRError, match="not a section"):
+        apply_override({"seed": 0}, "seed.x=1")
