@@ -15,13 +15,15 @@ DEFAULTS = {
     "data": {"train": None, "val": None, "max_batch_seconds": 200.0, "max_duration": 35.0, "num_workers": 2,
              "speed_perturb": None},  # e.g. [0.9, 1.1]
     "features": {"n_mels": 80, "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05},
-                 "vtlp": 0.0},  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
+                 "vtlp": 0.0,  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
+                 "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances
     "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1},
     # last.ckpt is rewritten (atomically) every `last_every_n_steps` optimizer steps and at every epoch
     # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.
     "checkpoint": {"last_every_n_steps": 200},
     "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02},
-    # Passed to pytorch_lightning.Trainer unchanged; "precision: auto" means 16-mixed on GPU, fp32 on CPU.
+    # Passed to pytorch_lightning.Trainer unchanged; "precision: auto" means 16-mixed on GPU, bf16-mixed on a
+    # CPU with native bf16 (AVX512-BF16/AMX), fp32 on other CPUs (asr.train.auto_precision).
     "trainer": {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",
                 "gradient_clip_val": 5.0, "log_every_n_steps": 20},
 }

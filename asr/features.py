@@ -58,6 +58,39 @@ def normalize_features(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 
     return ((feats - mean) / torch.sqrt(var + eps)) * mask
 
 
+class AddNoise(nn.Module):
+    """Additive white or pink (1/f) noise at a random SNR per training utterance, on the device.
+
+    Real recordings come with hiss and hum at SNRs that clean training data never shows; a model that
+    has only heard quiet rooms mistakes noise for fricatives. `prob` of the utterances get noise at an
+    SNR drawn uniformly in `snr_db` (speech power over noise power, measured on the real samples).
+    """
+
+    def __init__(self, snr_db=(10.0, 30.0), prob: float = 0.0):
+        super().__init__()
+        self.snr_db, self.prob = tuple(snr_db), prob
+
+    def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
+        """(B, S) waveforms, (B,) sample counts -> (B, S); padding stays zero."""
+        if not self.training or self.prob <= 0:
+            return audio
+        batch, samples = audio.shape
+        real = (torch.arange(samples, device=audio.device)[None, :] < audio_lens[:, None]).float()
+        noise = torch.randn(batch, samples, device=audio.device)
+        pink = torch.rand(batch, device=audio.device) < 0.5
+        if pink.any():  # scale each frequency bin by 1/sqrt(f): power falls as 1/f
+            spec = torch.fft.rfft(noise[pink])
+            spec[:, 1:] /= torch.arange(1, spec.shape[1], device=audio.device).sqrt()
+            noise[pink] = torch.fft.irfft(spec, n=samples)
+        count = audio_lens.clamp(min=1).float()
+        speech_power = (audio.float() ** 2 * real).sum(1) / count
+        noise_power = (noise**2 * real).sum(1) / count
+        snr = torch.empty(batch, device=audio.device).uniform_(*self.snr_db)
+        gain = torch.sqrt(speech_power / noise_power.clamp(min=1e-12) / 10 ** (snr / 10))
+        gain = gain * (torch.rand(batch, device=audio.device) < self.prob)
+        return audio + (noise * gain[:, None] * real).to(audio.dtype)
+
+
 def slaney_mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     """The Slaney mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
     hz = mel * 200 / 3

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from asr.decoding import greedy_decode
 from asr.errors import ASRError
-from asr.features import FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames
+from asr.features import AddNoise, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames
 from asr.model import BiLSTMCTC
 from asr.text import BLANK, tokenizer_from_dict
 
@@ -26,6 +26,7 @@ class CTCModule(pl.LightningModule):
         super().__init__()
         self.config, self.tokenizer = config, tokenizer
         feat = config["features"]
+        self.noise = AddNoise(**feat.get("noise", {}))  # identity unless training
         self.features = LogMel(feat["n_mels"])
         self.warp = FrequencyWarp(feat["n_mels"], max_warp=feat.get("vtlp", 0.0))  # identity unless training
         self.specaugment = SpecAugment(**feat.get("specaugment", {}))
@@ -37,6 +38,7 @@ class CTCModule(pl.LightningModule):
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor):
         """(B, S) waveforms, (B,) sample counts -> (B, T', V) logits, (B,) frame counts."""
         lengths = num_frames(audio_lens)
+        audio = self.noise(audio, audio_lens)  # training augmentations: identity in eval mode
         feats = normalize_features(self.warp(self.features(audio)), lengths)  # (B, T, n_mels)
         feats = self.specaugment(feats, lengths)  # identity in eval mode
         return self.model(feats, lengths)

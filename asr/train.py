@@ -21,9 +21,7 @@ log = logging.getLogger("asr")
 def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
     trainer_cfg = dict(config["trainer"])
     if trainer_cfg.get("precision") == "auto":
-        # fp16 autocast with loss scaling on GPU: under bf16 autocast cuDNN's LSTM silently runs in
-        # fp16 without any loss scaling, so 16-mixed is the safe mixed precision for this model.
-        trainer_cfg["precision"] = "16-mixed" if torch.cuda.is_available() else "32-true"
+        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"))
     if config["logger"] == "tensorboard":
         logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
     else:
@@ -42,6 +40,18 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
         )
     except (TypeError, ValueError, MisconfigurationException) as e:
         raise ASRError(f"config section 'trainer': {e}") from None
+
+
+def auto_precision(accelerator: str = "auto") -> str:
+    """16-mixed on GPU: under bf16 autocast cuDNN's LSTM silently runs in fp16 without any loss
+    scaling, so fp16 with loss scaling is the safe mixed precision for this model. On a CPU with
+    native bf16 dot products (AVX512-BF16 or AMX), bf16-mixed: oneDNN's LSTM trains 1.6x faster
+    (scripts/bench_lstm.py --dtype bf16; BENCHMARKS.md). Elsewhere bf16 is emulated and slower: fp32."""
+    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
+        return "16-mixed"
+    native_bf16 = any(getattr(torch.cpu, name, lambda: False)()
+                      for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return "bf16-mixed" if native_bf16 else "32-true"
 
 
 class LastCheckpoint(pl.Callback):

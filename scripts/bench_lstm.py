@@ -2,7 +2,9 @@
 
 Both give each utterance exactly the outputs it would get alone; this measures what that costs.
     python scripts/bench_lstm.py [--device cpu|cuda] [--batch 12] [--frames 85] [--hidden 256] [--layers 3]
+        [--dtype fp32|bf16|fp16]   (bf16/fp16: under autocast, as `precision: bf16-mixed|16-mixed` trains)
 """
+import contextlib
 import argparse
 import time
 
@@ -33,6 +35,7 @@ def main():
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     a = p.parse_args()
     torch.manual_seed(0)
     x = torch.randn(a.batch, a.frames, a.input, device=a.device, requires_grad=True)
@@ -42,18 +45,23 @@ def main():
     sizes = [a.input] + [2 * a.hidden] * (a.layers - 1)
     ours = torch.nn.ModuleList(BiLSTMLayer(s, a.hidden) for s in sizes).to(a.device)
 
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.dtype)
+    autocast = (lambda: torch.autocast(a.device, dtype=dtype)) if dtype else contextlib.nullcontext
+
     def run_packed():
-        out, _ = packed_lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
-        pad_packed_sequence(out, batch_first=True)[0].sum().backward()
+        with autocast():
+            out, _ = packed_lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+        pad_packed_sequence(out, batch_first=True)[0].float().sum().backward()
 
     def run_ours():
         h = x
-        for layer in ours:
-            h = layer(h, lengths)
-        h.sum().backward()
+        with autocast():
+            for layer in ours:
+                h = layer(h, lengths)
+        h.float().sum().backward()
 
     t_packed, t_ours = timed(run_packed, a.device, a.repeats), timed(run_ours, a.device, a.repeats)
-    print(f"device={a.device} threads={torch.get_num_threads()} batch={a.batch} frames={a.frames} "
+    print(f"device={a.device} dtype={a.dtype} threads={torch.get_num_threads()} batch={a.batch} frames={a.frames} "
           f"hidden={a.hidden} layers={a.layers}")
     print(f"packed nn.LSTM: {1000 * t_packed:.1f} ms/step   padding-exact layers: {1000 * t_ours:.1f} ms/step   "
           f"speed-up {t_packed / t_ours:.2f}x")

@@ -23,3 +23,18 @@ def test_bad_override_names_the_problem():
         apply_override({}, "optim.lr")
     with pytest.raises(ASRError, match="not a section"):
         apply_override({"seed": 0}, "seed.x=1")
+
+
+def test_auto_precision_never_picks_bf16_for_a_cuda_lstm(monkeypatch):
+    import torch
+
+    from asr.train import auto_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert auto_precision("auto") == "16-mixed"  # cuDNN's LSTM under bf16 autocast runs fp16 unscaled
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert auto_precision("auto") == "32-true"  # emulated bf16 would be slower than fp32
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert auto_precision("cpu") == "bf16-mixed"

@@ -83,3 +83,22 @@ def test_frequency_warp_moves_a_formant_by_alpha_and_only_in_training():
     assert torch.equal(warp(feats), feats)
     warp.train()
     assert not torch.equal(warp(feats), feats)
+
+
+def test_add_noise_hits_the_drawn_snr_leaves_padding_silent_and_only_trains():
+    from asr.features import AddNoise
+
+    torch.manual_seed(0)
+    noise = AddNoise(snr_db=(10.0, 10.0), prob=1.0)
+    audio = torch.randn(4, 8000) * 0.1
+    lengths = torch.tensor([8000, 4000, 6000, 50])
+    for row, n in enumerate(lengths):
+        audio[row, n:] = 0
+    added = noise(audio, lengths) - audio
+    for row, n in enumerate(lengths):
+        snr = (audio[row, :n] ** 2).mean() / (added[row, :n] ** 2).mean()
+        assert abs(10 * torch.log10(snr).item() - 10.0) < 0.01
+        assert added[row, n:].abs().max().item() == 0 if n < 8000 else True
+    noise.eval()
+    assert torch.equal(noise(audio, lengths), audio)
+    assert torch.equal(AddNoise(prob=0.0).train()(audio, lengths), audio)
