@@ -91,11 +91,16 @@ class AddNoise(nn.Module):
         return audio + (noise * gain[:, None] * real).to(audio.dtype)
 
 
+_MEL_LOG_STEP = math.log(6.4) / 27  # Slaney: 27 mel per factor 6.4 above 1 kHz (= 15 mel)
+
+
 def slaney_mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     """The Slaney mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
-    hz = mel * 200 / 3
-    log_part = 1000 * torch.exp(math.log(6.4) / 27 * (mel - 15))  # 15 mel = 1 kHz
-    return torch.where(mel >= 15, log_part, hz)
+    return torch.where(mel >= 15, 1000 * torch.exp(_MEL_LOG_STEP * (mel - 15)), mel * 200 / 3)
+
+
+def slaney_hz_to_mel(hz: float) -> float:
+    return 15 + math.log(hz / 1000) / _MEL_LOG_STEP if hz >= 1000 else hz * 3 / 200
 
 
 class FrequencyWarp(nn.Module):
@@ -110,7 +115,7 @@ class FrequencyWarp(nn.Module):
     def __init__(self, n_mels: int = N_MELS, max_warp: float = 0.0, boundary_hz: float = 4800.0):
         super().__init__()
         self.max_warp, self.boundary_hz, self.nyquist = max_warp, boundary_hz, SAMPLE_RATE / 2
-        top_mel = 15 + math.log(self.nyquist / 1000) / (math.log(6.4) / 27)
+        top_mel = slaney_hz_to_mel(self.nyquist)
         centres = slaney_mel_to_hz(torch.linspace(0, top_mel, n_mels + 2, dtype=torch.float64))[1:-1]
         self.register_buffer("centres", centres.float(), persistent=False)  # (n_mels,) Hz; not in checkpoints
 

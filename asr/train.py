@@ -46,7 +46,8 @@ def auto_precision(accelerator: str = "auto") -> str:
     """16-mixed on GPU: under bf16 autocast cuDNN's LSTM silently runs in fp16 without any loss
     scaling, so fp16 with loss scaling is the safe mixed precision for this model. On a CPU with
     native bf16 dot products (AVX512-BF16 or AMX), bf16-mixed: oneDNN's LSTM step is 1.24x faster
-    and the demo trains 1.15x faster end to end (scripts/bench_lstm.py --dtype bf16; BENCHMARKS.md). Elsewhere bf16 is emulated and slower: fp32."""
+    and the demo trains 1.15x faster end to end (scripts/bench_lstm.py --dtype bf16; BENCHMARKS.md).
+    Elsewhere bf16 is emulated and slower: fp32."""
     if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
         return "16-mixed"
     native_bf16 = any(getattr(torch.cpu, name, lambda: False)()
