@@ -12,7 +12,7 @@ from asr.checkpoint import AtomicCheckpointIO, read_checkpoint
 from asr.data.loader import SpeechDataModule
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
-from asr.lightning import CTCModule
+from asr.lightning import CTCModule, FollowTimeBudget
 from asr.text import build_tokenizer, normalize, tokenizer_from_dict
 
 log = logging.getLogger("asr")
@@ -30,7 +30,7 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_wer", mode="min", save_top_k=1,
                            auto_insert_metric_name=False)
     last = LastCheckpoint(ckpt_dir / "last.ckpt", config["checkpoint"].get("last_every_n_steps"))
-    callbacks = [best, last, StreamEpoch(), LearningRateMonitor("step")]
+    callbacks = [best, last, StreamEpoch(), FollowTimeBudget(), LearningRateMonitor("step")]
     try:
         return pl.Trainer(
             default_root_dir=out_dir, logger=logger, callbacks=callbacks,

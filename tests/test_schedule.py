@@ -1,0 +1,58 @@
+"""The LR schedule: warm-up, cosine decay by steps, and decay that follows trainer.max_time."""
+import math
+
+import pytorch_lightning as pl
+import torch
+
+from asr.lightning import FollowTimeBudget, WarmupCosine
+
+
+def test_warmup_then_cosine_to_final_by_steps():
+    schedule = WarmupCosine(warmup=10, total=110, final=0.1)
+    assert math.isclose(schedule(0), 0.1) and math.isclose(schedule(9), 1.0)
+    assert math.isclose(schedule(10), 1.0)
+    assert math.isclose(schedule(60), 0.1 + 0.9 * 0.5)  # half way through the decay
+    assert math.isclose(schedule(110), 0.1) and math.isclose(schedule(500), 0.1)
+
+
+def test_time_progress_takes_over_only_when_ahead_of_the_steps():
+    schedule = WarmupCosine(warmup=10, total=110, final=0.1)
+    schedule.time_progress = 0.25
+    assert math.isclose(schedule(85), 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.75)))  # steps ahead
+    assert math.isclose(schedule(20), 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25)))  # time ahead
+    schedule.time_progress = 1.0
+    assert math.isclose(schedule(20), 0.1)
+    assert math.isclose(schedule(5), 0.6)  # warm-up is by steps only
+
+
+class _Tiny(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.lrs = []
+
+    def training_step(self, batch, batch_idx):
+        self.lrs.append(self.optimizers().param_groups[0]["lr"])
+        return self.layer(batch).pow(2).mean()
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.randn(64, 4), batch_size=8)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=1.0)
+        schedule = WarmupCosine(warmup=5, total=10**9, final=0.05)  # by steps it would barely decay
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def test_a_run_stopped_by_max_time_ends_at_the_final_lr(tmp_path):
+    module = _Tiny()
+    trainer = pl.Trainer(max_time={"seconds": 2}, max_epochs=-1, callbacks=[FollowTimeBudget()],
+                         accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module)
+    lrs = module.lrs[5:]  # after warm-up
+    assert len(lrs) > 50, "the time budget should allow many tiny steps"
+    assert lrs[-1] < 0.1, f"last LR {lrs[-1]:.3f}: the decay did not follow the 2 s budget"
+    assert lrs[len(lrs) // 2] > 0.2  # and it decayed gradually, not at once
+    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:]))
