@@ -14,7 +14,9 @@ DEFAULTS = {
     "tokenizer": {"kind": "char"},
     "data": {"train": None, "val": None, "max_batch_seconds": 200.0, "max_duration": 35.0, "num_workers": 2,
              "speed_perturb": None},  # e.g. [0.9, 1.1]
-    "features": {"n_mels": 80, "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05},
+    "features": {"n_mels": 80,
+                 "dynamic_range_db": 80.0,  # log floor below each utterance's peak (None: the old fixed floor)
+                 "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05},
                  "vtlp": 0.0,  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
                  "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances
     "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1},

@@ -16,7 +16,7 @@ from asr.audio import SAMPLE_RATE
 N_FFT = 400  # 25 ms window at 16 kHz
 HOP_LENGTH = 160  # 10 ms hop: 100 frames per second
 N_MELS = 80
-LOG_FLOOR = 1e-6  # added before the log so that digital silence stays finite
+LOG_FLOOR = 1e-6  # the fixed floor of checkpoints from before features.dynamic_range_db
 
 
 def num_frames(num_samples: torch.Tensor) -> torch.Tensor:
@@ -25,19 +25,32 @@ def num_frames(num_samples: torch.Tensor) -> torch.Tensor:
 
 
 class LogMel(nn.Module):
-    """(batch, samples) float waveforms -> (batch, frames, n_mels) log-mel energies."""
+    """(batch, samples) float waveforms -> (batch, frames, n_mels) log-mel energies.
 
-    def __init__(self, n_mels: int = N_MELS):
+    The floor added before the log is `dynamic_range_db` below each utterance's loudest bin, as in
+    Whisper, so a quiet recording keeps the same features as a loud one (a gain only shifts every
+    value by log(gain), which normalize_features removes). A fixed floor gated the quiet speakers:
+    LOG_FLOOR hid 19% of the in-band mel bins of FSDD's held-out speaker (speech at -42 dBFS), the
+    fricatives first. `dynamic_range_db=None` keeps that fixed floor, for checkpoints trained with it.
+    """
+
+    def __init__(self, n_mels: int = N_MELS, dynamic_range_db: float | None = 80.0):
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP_LENGTH,
             n_mels=n_mels, power=2.0, center=True, pad_mode="constant", norm="slaney", mel_scale="slaney",
         )
+        self.dynamic_range_db = dynamic_range_db
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         with torch.autocast(audio.device.type, enabled=False):  # the FFT and log want fp32
             mel = self.mel(audio.float())  # (batch, n_mels, frames)
-            return torch.log(mel + LOG_FLOOR).transpose(1, 2)
+            if self.dynamic_range_db is None:
+                floor = LOG_FLOOR
+            else:  # padding is silence, so it never raises an utterance's peak; digital silence stays finite
+                peak = mel.amax(dim=(1, 2), keepdim=True).clamp(min=1e-30)  # (batch, 1, 1)
+                floor = peak * 10 ** (-self.dynamic_range_db / 10)
+            return torch.log(mel + floor).transpose(1, 2)
 
 
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:

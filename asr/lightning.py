@@ -27,7 +27,8 @@ class CTCModule(pl.LightningModule):
         self.config, self.tokenizer = config, tokenizer
         feat = config["features"]
         self.noise = AddNoise(**feat.get("noise", {}))  # identity unless training
-        self.features = LogMel(feat["n_mels"])
+        # A checkpoint config without the key predates the relative floor: keep its fixed one.
+        self.features = LogMel(feat["n_mels"], feat.get("dynamic_range_db"))
         self.warp = FrequencyWarp(feat["n_mels"], max_warp=feat.get("vtlp", 0.0))  # identity unless training
         self.specaugment = SpecAugment(**feat.get("specaugment", {}))
         self.model = BiLSTMCTC(tokenizer.vocab_size, n_mels=feat["n_mels"], **config["model"])

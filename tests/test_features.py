@@ -16,17 +16,33 @@ def _speechlike(seconds=1.3, sr=16000, seed=0):
     return (tone * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+def _librosa_mel(audio):
+    return librosa.feature.melspectrogram(
+        y=audio.astype(np.float64), sr=16000, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
+        n_mels=80, center=True, pad_mode="constant", power=2.0)
+
+
 def test_log_mel_matches_librosa():
     audio = _speechlike()
     ours = LogMel()(torch.from_numpy(audio)[None])[0].numpy()  # (frames, 80)
-    ref_mel = librosa.feature.melspectrogram(
-        y=audio.astype(np.float64), sr=16000, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
-        n_mels=80, center=True, pad_mode="constant", power=2.0)
-    ref = np.log(ref_mel + LOG_FLOOR).T
+    ref_mel = _librosa_mel(audio)
+    ref = np.log(ref_mel + ref_mel.max() * 1e-8).T  # the floor: 80 dB below the peak
     assert ours.shape == ref.shape == (num_frames(torch.tensor(audio.size)).item(), 80)
     loud = ref_mel.T > 1e-6 * ref_mel.max()
     assert loud.mean() > 0.9
     assert np.abs(ours - ref)[loud].max() < TOLERANCE
+    fixed = LogMel(dynamic_range_db=None)(torch.from_numpy(audio)[None])[0].numpy()  # old checkpoints' floor
+    assert np.abs(fixed - np.log(ref_mel + LOG_FLOOR).T)[loud].max() < TOLERANCE
+
+
+def test_quiet_recording_gets_the_same_normalised_features_as_a_loud_one():
+    audio = torch.from_numpy(_speechlike())[None]
+    lengths = num_frames(torch.tensor([audio.shape[1]]))
+    loud, quiet = (normalize_features(LogMel()(audio * gain), lengths) for gain in (1.0, 0.003))  # -50 dB
+    assert (loud - quiet).abs().max() < 1e-3
+    old_loud, old_quiet = (normalize_features(LogMel(dynamic_range_db=None)(audio * gain), lengths)
+                           for gain in (1.0, 0.003))
+    assert (old_loud - old_quiet).abs().max() > 0.5  # the fixed floor gated the quiet copy
 
 
 def test_padding_does_not_change_features_of_real_frames():
