@@ -55,7 +55,10 @@ def cmd_train(args):
     from asr.config import load_config
     from asr.train import train
 
-    best = train(load_config(args.config, args.overrides), resume=args.resume)
+    config = load_config(args.config, args.overrides)
+    if args.init:
+        config["init_from"] = args.init
+    best = train(config, resume=args.resume)
     print(f"best checkpoint: {best}")
 
 
@@ -191,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model from a YAML config")
     tr.add_argument("--config", required=True)
     tr.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/last.ckpt")
+    tr.add_argument("--init", metavar="CKPT", help="fine-tune: start from this checkpoint's weights and tokenizer")
     tr.add_argument("overrides", nargs="*", help="config overrides, e.g. model.hidden=512 trainer.max_epochs=10")
     tr.set_defaults(func=cmd_train)
 

@@ -9,6 +9,9 @@ from asr.errors import ASRError, file_error
 
 DEFAULTS = {
     "seed": 0,
+    # Fine-tuning: start from this checkpoint's weights, tokenizer and model shape (its `model` and
+    # `tokenizer` sections replace this config's); data, augmentation, optimiser and schedule are this run's.
+    "init_from": None,
     "out_dir": "runs/default",
     "logger": "csv",  # csv | tensorboard (needs `pip install tensorboard`)
     "tokenizer": {"kind": "char"},

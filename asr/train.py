@@ -8,7 +8,7 @@ import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from asr.checkpoint import AtomicCheckpointIO, read_checkpoint
+from asr.checkpoint import AtomicCheckpointIO, load_module, read_checkpoint
 from asr.data.loader import SpeechDataModule
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
@@ -93,9 +93,13 @@ def train(config: dict, resume: bool = False) -> Path:
     last = out_dir / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise ASRError(f"{last}: no checkpoint to resume from")
-    tokenizer = resumed_tokenizer(last) if resume else make_tokenizer(config)
-    module = CTCModule(config, tokenizer)
-    data = SpeechDataModule(config["data"], tokenizer, module.model.subsample.output_lengths, seed=config["seed"])
+    if resume:  # the run goes on with the tokenizer and model its checkpoint was trained with
+        module = CTCModule(config, adopt_checkpoint_model(config, read_checkpoint(last)["asr"]))
+    elif config.get("init_from"):
+        module = pretrained_module(config)
+    else:
+        module = CTCModule(config, make_tokenizer(config))
+    data = SpeechDataModule(config["data"], module.tokenizer, module.model.subsample.output_lengths, seed=config["seed"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     trainer = build_trainer(config, out_dir)
@@ -123,7 +127,30 @@ def make_tokenizer(config: dict):
     return tokenizer
 
 
-def resumed_tokenizer(last: Path):
-    """A resumed run keeps the tokenizer its checkpoint was trained with. Reading it here, with
-    weights_only, also refuses a checkpoint that carries code before Lightning ever unpickles it."""
-    return tokenizer_from_dict(read_checkpoint(last)["asr"]["tokenizer"])
+def adopt_checkpoint_model(config: dict, asr: dict):
+    """Make `config` describe the checkpoint's model (tokenizer, model shape, filterbank): those must
+    match its weights, whatever the run's YAML says. Returns the checkpoint's tokenizer. Reading the
+    checkpoint with weights_only (read_checkpoint) also refuses one that carries code before
+    Lightning ever unpickles it."""
+    saved = asr["config"]
+    changed = [key for key in ("tokenizer", "model") if config.get(key) != saved[key]]
+    for key in ("n_mels", "dynamic_range_db"):
+        if config["features"].get(key) != saved["features"].get(key):
+            changed.append(f"features.{key}")
+        config["features"][key] = saved["features"].get(key)
+    config["tokenizer"], config["model"] = saved["tokenizer"], saved["model"]
+    if changed:
+        log.warning("using the checkpoint's %s, not this config's", ", ".join(changed))
+    return tokenizer_from_dict(asr["tokenizer"])
+
+
+def pretrained_module(config: dict) -> CTCModule:
+    """Fine-tuning: the weights of `init_from` (a checkpoint from `asr train`), with this run's data,
+    augmentation, optimiser and schedule, all starting afresh."""
+    path = Path(config["init_from"])
+    source = load_module(path)  # validated: a clear one-line error for a missing or mismatched file
+    tokenizer = adopt_checkpoint_model(config, {"config": source.config, "tokenizer": source.tokenizer.to_dict()})
+    module = CTCModule(config, tokenizer)
+    module.model.load_state_dict(source.model.state_dict())
+    log.info("initialised from %s (%s tokenizer, %d tokens)", path, tokenizer.kind, tokenizer.vocab_size)
+    return module
