@@ -129,16 +129,17 @@ def make_tokenizer(config: dict):
 
 def adopt_checkpoint_model(config: dict, asr: dict):
     """Make `config` describe the checkpoint's model (tokenizer, model shape, filterbank): those must
-    match its weights, whatever the run's YAML says. Returns the checkpoint's tokenizer. Reading the
-    checkpoint with weights_only (read_checkpoint) also refuses one that carries code before
-    Lightning ever unpickles it."""
+    match its weights, whatever the run's YAML says. `asr` is the checkpoint's "asr" entry, read
+    with read_checkpoint (weights only: a file that carries code is refused before Lightning ever
+    unpickles it). Returns the checkpoint's tokenizer."""
     saved = asr["config"]
-    changed = [key for key in ("tokenizer", "model") if config.get(key) != saved[key]]
+    model = {**saved["model"], "dropout": config["model"].get("dropout", saved["model"].get("dropout"))}
+    changed = [key for key, theirs in (("tokenizer", saved["tokenizer"]), ("model", model)) if config.get(key) != theirs]
     for key in ("n_mels", "dynamic_range_db"):
         if config["features"].get(key) != saved["features"].get(key):
             changed.append(f"features.{key}")
         config["features"][key] = saved["features"].get(key)
-    config["tokenizer"], config["model"] = saved["tokenizer"], saved["model"]
+    config["tokenizer"], config["model"] = saved["tokenizer"], model  # dropout stays this run's: no weights
     if changed:
         log.warning("using the checkpoint's %s, not this config's", ", ".join(changed))
     return tokenizer_from_dict(asr["tokenizer"])
