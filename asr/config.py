@@ -19,6 +19,7 @@ DEFAULTS = {
              "speed_perturb": None},  # e.g. [0.9, 1.1]
     "features": {"n_mels": 80,
                  "dynamic_range_db": 80.0,  # log floor below each utterance's peak (None: the old fixed floor)
+                 "taper_ms": 10.0,  # fade each utterance's edges: a clip cut mid-sound otherwise ends in a click
                  "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05},
                  "vtlp": 0.0,  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
                  "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances

@@ -7,9 +7,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from asr.audio import SAMPLE_RATE
 from asr.decoding import greedy_decode
 from asr.errors import ASRError
-from asr.features import AddNoise, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames
+from asr.features import AddNoise, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames, taper_edges
 from asr.model import BiLSTMCTC
 from asr.text import BLANK, tokenizer_from_dict
 
@@ -31,6 +32,7 @@ class CTCModule(pl.LightningModule):
         self.features = LogMel(feat["n_mels"], feat.get("dynamic_range_db"))
         self.warp = FrequencyWarp(feat["n_mels"], max_warp=feat.get("vtlp", 0.0))  # identity unless training
         self.specaugment = SpecAugment(**feat.get("specaugment", {}))
+        self.taper = int(feat.get("taper_ms", 0.0) * SAMPLE_RATE / 1000)  # 0 in checkpoints from before the taper
         self.model = BiLSTMCTC(tokenizer.vocab_size, n_mels=feat["n_mels"], **config["model"])
         self._val_sums = torch.zeros(4)  # word errors, words, char errors, chars
         self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
@@ -40,6 +42,7 @@ class CTCModule(pl.LightningModule):
         """(B, S) waveforms, (B,) sample counts -> (B, T', V) logits, (B,) frame counts."""
         lengths = num_frames(audio_lens)
         audio = self.noise(audio, audio_lens)  # training augmentations: identity in eval mode
+        audio = taper_edges(audio, audio_lens, self.taper)  # after the noise, which also starts abruptly
         feats = normalize_features(self.warp(self.features(audio)), lengths)  # (B, T, n_mels)
         feats = self.specaugment(feats, lengths)  # identity in eval mode
         return self.model(feats, lengths)

@@ -2,7 +2,8 @@ import librosa
 import numpy as np
 import torch
 
-from asr.features import HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames
+from asr.features import (HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, FrequencyWarp, LogMel, SpecAugment, normalize_features,
+                          num_frames, taper_edges)
 
 # Stated tolerance: torchaudio (float32 FFT) vs librosa (float64 reference) log-mel energies agree
 # within 1e-3 in natural-log units (0.004 dB) wherever the energy is above 1e-6 of the peak (below that, float32 rounding dominates).
@@ -118,3 +119,25 @@ def test_add_noise_hits_the_drawn_snr_leaves_padding_silent_and_only_trains():
     noise.eval()
     assert torch.equal(noise(audio, lengths), audio)
     assert torch.equal(AddNoise(prob=0.0).train()(audio, lengths), audio)
+
+
+def test_taper_fades_each_utterance_at_its_own_edges_and_keeps_the_middle():
+    audio = torch.ones(2, 1000)
+    audio[1, 600:] = 0  # the second utterance is 600 samples, then padding
+    lens = torch.tensor([1000, 600])
+    out = taper_edges(audio, lens, 160)
+    assert out[0, 0] < 0.01 and out[0, 999] < 0.01 and out[1, 599] < 0.01  # each one's own ends
+    assert torch.equal(out[:, 160:440], audio[:, 160:440])  # the middle untouched
+    assert out[1, 600:].abs().max() == 0
+    assert torch.all(out[0, 1:160] >= out[0, :159])  # a monotone fade-in
+    assert torch.allclose(out[1, :600], taper_edges(audio[1:, :600], lens[1:], 160)[0])  # batch-independent
+
+
+def test_taper_removes_the_click_of_a_clip_cut_mid_sound():
+    t = torch.arange(8000) / 16000
+    cut = torch.sin(2 * torch.pi * 300 * t)[None]  # a 300 Hz tone that stops abruptly
+    lens = torch.tensor([cut.shape[1]])
+    high = slice(50, 80)  # mel bins well above 300 Hz (about 2.5-8 kHz)
+    raw, tapered = (LogMel()(x)[0, :, high].exp().sum(-1) for x in (cut, taper_edges(cut, lens, 160)))
+    assert raw[-1] > 30 * raw[-10]  # the step: broadband energy in the last frame, not in the middle
+    assert tapered[-1] < 2 * tapered[-10]  # faded out: no click
