@@ -20,6 +20,9 @@ DEFAULTS = {
     "features": {"n_mels": 80,
                  "dynamic_range_db": 80.0,  # log floor below each utterance's peak (None: the old fixed floor)
                  "taper_ms": 10.0,  # fade each utterance's edges: a clip cut mid-sound otherwise ends in a click
+                 # Silence added around every utterance (rounded up to whole output frames), which the network
+                 # hears and CTC does not score: tightly and loosely cut clips then look alike (FSDD: RESULTS.md).
+                 "edge_pad_ms": 0.0,
                  "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05},
                  "vtlp": 0.0,  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
                  "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from asr.audio import SAMPLE_RATE
 from asr.decoding import greedy_decode
 from asr.errors import ASRError
-from asr.features import AddNoise, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames, taper_edges
+from asr.features import (HOP_LENGTH, AddNoise, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames,
+                          taper_edges)
 from asr.model import BiLSTMCTC
 from asr.text import BLANK, tokenizer_from_dict
 
@@ -34,18 +35,27 @@ class CTCModule(pl.LightningModule):
         self.specaugment = SpecAugment(**feat.get("specaugment", {}))
         self.taper = int(feat.get("taper_ms", 0.0) * SAMPLE_RATE / 1000)  # 0 in checkpoints from before the taper
         self.model = BiLSTMCTC(tokenizer.vocab_size, n_mels=feat["n_mels"], **config["model"])
+        frame = HOP_LENGTH * self.model.subsample.factor  # samples per output frame
+        self.pad_frames = math.ceil(feat.get("edge_pad_ms", 0.0) * SAMPLE_RATE / 1000 / frame)
+        self.pad_samples = self.pad_frames * frame
         self._val_sums = torch.zeros(4)  # word errors, words, char errors, chars
         self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
         self._skipped_in_a_row = 0
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor):
         """(B, S) waveforms, (B,) sample counts -> (B, T', V) logits, (B,) frame counts."""
-        lengths = num_frames(audio_lens)
         audio = self.noise(audio, audio_lens)  # training augmentations: identity in eval mode
         audio = taper_edges(audio, audio_lens, self.taper)  # after the noise, which also starts abruptly
+        if self.pad_samples:  # silence around every utterance, then its frames are cut off again below
+            audio = F.pad(audio, (self.pad_samples, self.pad_samples))
+            audio_lens = audio_lens + 2 * self.pad_samples
+        lengths = num_frames(audio_lens)
         feats = normalize_features(self.warp(self.features(audio)), lengths)  # (B, T, n_mels)
         feats = self.specaugment(feats, lengths)  # identity in eval mode
-        return self.model(feats, lengths)
+        logits, out_lens = self.model(feats, lengths)
+        if self.pad_frames:  # the network heard the silence; CTC, decoding and word times see real frames only
+            logits, out_lens = logits[:, self.pad_frames : -self.pad_frames], out_lens - 2 * self.pad_frames
+        return logits, out_lens
 
     def ctc_loss(self, logits, out_lens, targets, target_lens):
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T', B, V), fp32 for CTC

@@ -34,3 +34,32 @@ def test_output_lengths_and_shapes():
     assert logits.shape == (2, 26, 29)
     assert lens.tolist() == [26, 15]
     assert model.subsample.output_lengths(torch.tensor([101, 57])).tolist() == [26, 15]
+
+
+@pytest.mark.parametrize("subsample,factor", [("stack", 4), ("stack", 2), ("conv", 4)])
+def test_edge_padding_is_heard_but_not_scored(subsample, factor):
+    """features.edge_pad_ms: silence the network reads around each utterance, whose output frames are
+    cut off again, so frame counts (CTC, word times, long-file windows) are those of the real audio."""
+    from asr.config import DEFAULTS, merge
+    from asr.lightning import CTCModule
+    from asr.text import build_tokenizer
+
+    torch.manual_seed(0)
+    modules = []
+    for pad_ms in (0.0, 50.0):
+        config = merge(DEFAULTS, {"features": {"edge_pad_ms": pad_ms},
+                                  "model": {"subsample": subsample, "subsample_factor": factor, "hidden": 16, "layers": 2}})
+        modules.append(CTCModule(config, build_tokenizer({"kind": "char"}, [])).eval())
+    plain, padded = modules
+    padded.load_state_dict(plain.state_dict())
+    assert padded.pad_samples >= 800 and padded.pad_samples % (160 * factor) == 0  # >= 50 ms, whole frames
+    lens = torch.tensor([16000, 9000])
+    audio = torch.randn(2, 16000) * 0.1 * (torch.arange(16000)[None, :] < lens[:, None])
+    with torch.no_grad():
+        (out_plain, lens_plain), (out_pad, lens_pad) = plain(audio, lens), padded(audio, lens)
+        assert torch.equal(lens_plain, lens_pad)
+        assert (out_plain[0] - out_pad[0, : out_plain.shape[1]]).abs().max() > 1e-3  # the silence was heard
+        alone, alone_lens = padded(audio[1:, :9000], lens[1:])
+        assert alone_lens.item() == lens_pad[1].item()
+        assert alone.shape[1] == alone_lens.item()
+        assert torch.allclose(alone[0], out_pad[1, : lens_pad[1]], atol=1e-5)
