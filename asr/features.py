@@ -30,8 +30,8 @@ class LogMel(nn.Module):
     The floor added before the log is `dynamic_range_db` below each utterance's loudest bin, as in
     Whisper, so a quiet recording keeps the same features as a loud one (a gain only shifts every
     value by log(gain), which normalize_features removes). A fixed floor gated the quiet speakers:
-    LOG_FLOOR hid 19% of the in-band mel bins of FSDD's held-out speaker (speech at -42 dBFS), the
-    fricatives first. `dynamic_range_db=None` keeps that fixed floor, for checkpoints trained with it.
+    LOG_FLOOR hid 19% of the in-band mel bins of FSDD's held-out speaker (RMS -42 dBFS).
+    `dynamic_range_db=None` keeps that fixed floor, for checkpoints trained with it.
     """
 
     def __init__(self, n_mels: int = N_MELS, dynamic_range_db: float | None = 80.0):
