@@ -9,8 +9,8 @@ from asr.errors import ASRError, file_error
 
 DEFAULTS = {
     "seed": 0,
-    # Fine-tuning: start from this checkpoint's weights, tokenizer and model shape (its `model` and
-    # `tokenizer` sections replace this config's); data, augmentation, optimiser and schedule are this run's.
+    # Fine-tuning: start from this checkpoint's weights, tokenizer, model shape and input features (they
+    # replace this config's: asr.train.adopt_checkpoint_model); data, augmentation, optimiser, schedule are this run's.
     "init_from": None,
     "out_dir": "runs/default",
     "logger": "csv",  # csv | tensorboard (needs `pip install tensorboard`)

@@ -127,18 +127,24 @@ def make_tokenizer(config: dict):
     return tokenizer
 
 
+# What the network's input is made of, with the value a checkpoint from before the key existed was
+# trained with: part of the model, like its weights.
+INPUT_FEATURES = {"n_mels": 80, "dynamic_range_db": None, "taper_ms": 0.0, "edge_pad_ms": 0.0}
+
+
 def adopt_checkpoint_model(config: dict, asr: dict):
-    """Make `config` describe the checkpoint's model (tokenizer, model shape, filterbank): those must
-    match its weights, whatever the run's YAML says. `asr` is the checkpoint's "asr" entry, read
+    """Make `config` describe the checkpoint's model (tokenizer, model shape, input features): those
+    must match its weights, whatever the run's YAML says. `asr` is the checkpoint's "asr" entry, read
     with read_checkpoint (weights only: a file that carries code is refused before Lightning ever
     unpickles it). Returns the checkpoint's tokenizer."""
     saved = asr["config"]
     model = {**saved["model"], "dropout": config["model"].get("dropout", saved["model"].get("dropout"))}
     changed = [key for key, theirs in (("tokenizer", saved["tokenizer"]), ("model", model)) if config.get(key) != theirs]
-    for key in ("n_mels", "dynamic_range_db"):
-        if config["features"].get(key) != saved["features"].get(key):
+    for key, legacy in INPUT_FEATURES.items():
+        theirs = saved["features"].get(key, legacy)
+        if config["features"].get(key) != theirs:
             changed.append(f"features.{key}")
-        config["features"][key] = saved["features"].get(key)
+        config["features"][key] = theirs
     config["tokenizer"], config["model"] = saved["tokenizer"], model  # dropout stays this run's: no weights
     if changed:
         log.warning("using the checkpoint's %s, not this config's", ", ".join(changed))

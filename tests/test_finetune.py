@@ -20,14 +20,16 @@ def test_fine_tuning_starts_from_the_checkpoint(overfit_run, tiny_corpus, tmp_pa
     # A model section and tokenizer that differ from the checkpoint's, and an LR too small to learn
     # anything in 2 steps: the run can only score well with the checkpoint's model and weights.
     path = _write_config(tmp_path, manifests["train"], model={"hidden": 32, "layers": 1},
+                         features={**OVERFIT_CONFIG["features"], "edge_pad_ms": 40},
                          tokenizer={"kind": "bpe", "vocab_size": 40},
                          optim={"lr": 1e-7, "warmup_steps": 1},
                          trainer={"max_epochs": 2, "enable_progress_bar": False, "enable_model_summary": False})
     code, out, _ = run_cli("train", "--config", path, "--init", best)
     assert code == 0
-    assert "using the checkpoint's tokenizer, model, not this config's" in caplog.text
+    assert "using the checkpoint's tokenizer, model, features.edge_pad_ms, not this config's" in caplog.text
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["model"]["hidden"] == OVERFIT_CONFIG["model"]["hidden"] and saved["tokenizer"]["kind"] == "char"
+    assert saved["features"]["edge_pad_ms"] == 0.0
     new_best = out.strip().split("best checkpoint: ")[-1]
     code, _, _ = run_cli("evaluate", "--checkpoint", new_best, "--data", manifests["train"], "--out", tmp_path / "eval")
     assert code == 0
