@@ -99,7 +99,8 @@ def train(config: dict, resume: bool = False) -> Path:
         module = pretrained_module(config)
     else:
         module = CTCModule(config, make_tokenizer(config))
-    data = SpeechDataModule(config["data"], module.tokenizer, module.model.subsample.output_lengths, seed=config["seed"])
+    data = SpeechDataModule(config["data"], module.tokenizer, module.model.subsample.output_lengths,
+                            seed=config["seed"])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     trainer = build_trainer(config, out_dir)
@@ -139,7 +140,8 @@ def adopt_checkpoint_model(config: dict, asr: dict):
     unpickles it). Returns the checkpoint's tokenizer."""
     saved = asr["config"]
     model = {**saved["model"], "dropout": config["model"].get("dropout", saved["model"].get("dropout"))}
-    changed = [key for key, theirs in (("tokenizer", saved["tokenizer"]), ("model", model)) if config.get(key) != theirs]
+    changed = [key for key, theirs in (("tokenizer", saved["tokenizer"]), ("model", model))
+               if config.get(key) != theirs]
     for key, legacy in INPUT_FEATURES.items():
         theirs = saved["features"].get(key, legacy)
         if config["features"].get(key) != theirs:
