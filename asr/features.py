@@ -64,11 +64,20 @@ def taper_edges(audio: torch.Tensor, audio_lens: torch.Tensor, samples: int) -> 
     """
     if samples <= 0:
         return audio
-    t = torch.arange(audio.shape[1], device=audio.device)[None, :]
-    edge = torch.minimum(t, audio_lens[:, None] - 1 - t)  # (B, S) samples to the nearer end; < 0 in padding
-    ramp = 0.5 - 0.5 * torch.cos(math.pi * (edge.clamp(min=0) + 0.5) / samples)
-    gain = torch.where(edge >= samples, 1.0, ramp) * (edge >= 0)
-    return audio * gain.to(audio.dtype)
+
+    def gain(t):  # (B, n) sample positions -> their fade: 1 away from the ends, 0 past the end
+        edge = torch.minimum(t, audio_lens[:, None] - 1 - t)  # samples to the nearer end
+        ramp = 0.5 - 0.5 * torch.cos(math.pi * (edge.clamp(min=0) + 0.5) / samples)
+        return (torch.where(edge >= samples, 1.0, ramp) * (edge >= 0)).to(audio.dtype)
+
+    # Only the first and last `samples` of each row change: touch just those (this runs every step).
+    out, n = audio.clone(), min(samples, audio.shape[1])
+    head = torch.arange(n, device=audio.device).expand(len(audio), n)  # (B, n)
+    out[:, :n] *= gain(head)
+    if n < audio.shape[1]:  # the tail positions the head did not cover (short rows: none)
+        tail = (audio_lens[:, None] - samples + torch.arange(samples, device=audio.device)).clamp(min=n)
+        out.scatter_(1, tail, out.gather(1, tail) * gain(tail))
+    return out
 
 
 def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
