@@ -94,7 +94,9 @@ def train(config: dict, resume: bool = False) -> Path:
     if resume and not last.is_file():
         raise ASRError(f"{last}: no checkpoint to resume from")
     if resume:  # the run goes on with the tokenizer and model its checkpoint was trained with
-        module = CTCModule(config, adopt_checkpoint_model(config, read_checkpoint(last)["asr"]))
+        saved = read_checkpoint(last)["asr"]  # weights only: a file that carries code is refused here
+        adopt_checkpoint_model(config, saved["config"])
+        module = CTCModule(config, tokenizer_from_dict(saved["tokenizer"]))
     elif config.get("init_from"):
         module = pretrained_module(config)
     else:
@@ -133,12 +135,9 @@ def make_tokenizer(config: dict):
 INPUT_FEATURES = {"n_mels": 80, "dynamic_range_db": None, "taper_ms": 0.0, "edge_pad_ms": 0.0}
 
 
-def adopt_checkpoint_model(config: dict, asr: dict):
-    """Make `config` describe the checkpoint's model (tokenizer, model shape, input features): those
-    must match its weights, whatever the run's YAML says. `asr` is the checkpoint's "asr" entry, read
-    with read_checkpoint (weights only: a file that carries code is refused before Lightning ever
-    unpickles it). Returns the checkpoint's tokenizer."""
-    saved = asr["config"]
+def adopt_checkpoint_model(config: dict, saved: dict) -> None:
+    """Make `config` describe the model of a checkpoint whose config is `saved` (tokenizer, model
+    shape, input features): those must match its weights, whatever the run's YAML says."""
     model = {**saved["model"], "dropout": config["model"].get("dropout", saved["model"].get("dropout"))}
     changed = [key for key, theirs in (("tokenizer", saved["tokenizer"]), ("model", model))
                if config.get(key) != theirs]
@@ -150,7 +149,6 @@ def adopt_checkpoint_model(config: dict, asr: dict):
     config["tokenizer"], config["model"] = saved["tokenizer"], model  # dropout stays this run's: no weights
     if changed:
         log.warning("using the checkpoint's %s, not this config's", ", ".join(changed))
-    return tokenizer_from_dict(asr["tokenizer"])
 
 
 def pretrained_module(config: dict) -> CTCModule:
@@ -158,8 +156,8 @@ def pretrained_module(config: dict) -> CTCModule:
     augmentation, optimiser and schedule, all starting afresh."""
     path = Path(config["init_from"])
     source = load_module(path)  # validated: a clear one-line error for a missing or mismatched file
-    tokenizer = adopt_checkpoint_model(config, {"config": source.config, "tokenizer": source.tokenizer.to_dict()})
-    module = CTCModule(config, tokenizer)
+    adopt_checkpoint_model(config, source.config)
+    module = CTCModule(config, source.tokenizer)
     module.model.load_state_dict(source.model.state_dict())
-    log.info("initialised from %s (%s tokenizer, %d tokens)", path, tokenizer.kind, tokenizer.vocab_size)
+    log.info("initialised from %s (%s tokenizer, %d tokens)", path, source.tokenizer.kind, source.tokenizer.vocab_size)
     return module
