@@ -31,7 +31,8 @@ DEFAULTS = {
     # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.
     "checkpoint": {"last_every_n_steps": 200},
     "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02},
-    # Passed to pytorch_lightning.Trainer unchanged; "precision: auto" means 16-mixed on GPU, bf16-mixed on a
+    # Passed to pytorch_lightning.Trainer, except gradient_clip_val, which CTCModule applies itself (in its NaN
+    # check, so that AdamW can run fused); "precision: auto" means 16-mixed on GPU, bf16-mixed on a
     # CPU with native bf16 (AVX512-BF16/AMX), fp32 on other CPUs (asr.train.auto_precision).
     "trainer": {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",
                 "gradient_clip_val": 5.0, "log_every_n_steps": 20},

