@@ -142,8 +142,12 @@ class CTCModule(pl.LightningModule):
         fused = getattr(self.trainer.precision_plugin, "scaler", None) is None
         optimizer = torch.optim.AdamW(self.parameters(), lr=opt_cfg["lr"], betas=(0.9, 0.98),
                                       weight_decay=opt_cfg["weight_decay"], fused=fused)
-        # A resumed checkpoint's param groups carry the flag they were saved with: keep this run's.
-        optimizer.register_load_state_dict_post_hook(lambda opt: [g.update(fused=fused) for g in opt.param_groups])
+
+        def keep_fused(opt):  # a resumed checkpoint's param groups carry the flag they were saved with
+            for group in opt.param_groups:
+                group["fused"] = fused
+
+        optimizer.register_load_state_dict_post_hook(keep_fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         schedule = WarmupCosine(opt_cfg["warmup_steps"], total, opt_cfg["final_lr_ratio"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -74,3 +74,14 @@ def test_fused_adamw_unless_a_loss_scaler_and_clipping_sees_true_gradients(preci
     assert all(b < 1e4 for b, _ in finite), f"clipping saw scaled gradients: {finite}"
     assert all(a <= CLIP * 1.001 for _, a in finite) and any(b > CLIP for b, _ in finite)
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_resuming_a_checkpoint_saved_unfused_keeps_this_runs_fused_optimizer():
+    from types import SimpleNamespace
+
+    module = tiny_module()
+    module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), estimated_stepping_batches=10)  # no scaler
+    optimizer = module.configure_optimizers()["optimizer"]
+    saved = torch.optim.AdamW(module.parameters(), fused=False)  # e.g. a checkpoint from before fused AdamW
+    optimizer.load_state_dict(saved.state_dict())
+    assert optimizer.param_groups[0]["fused"] is True
