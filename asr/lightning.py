@@ -13,7 +13,11 @@ from asr.errors import ASRError
 from asr.features import (HOP_LENGTH, AddNoise, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames,
                           taper_edges)
 from asr.model import BiLSTMCTC
-from asr.text import BLANK, tokenizer_from_dict
+from asr.text import BLANK, CharTokenizer, tokenizer_from_dict
+
+# The character head of hierarchical CTC (model.char_ctc_layer): letters, space, apostrophe and digits,
+# whatever the main tokenizer is. Fixed, because its size is part of the weights.
+CHAR_CTC_CHARS = CharTokenizer.DEFAULT_CHARS + "0123456789"
 
 
 class CTCModule(pl.LightningModule):
@@ -34,7 +38,14 @@ class CTCModule(pl.LightningModule):
         self.warp = FrequencyWarp(feat["n_mels"], max_warp=feat.get("vtlp", 0.0))  # identity unless training
         self.specaugment = SpecAugment(**feat.get("specaugment", {}))
         self.taper = int(feat.get("taper_ms", 0.0) * SAMPLE_RATE / 1000)  # 0 in checkpoints from before the taper
-        self.model = BiLSTMCTC(tokenizer.vocab_size, n_mels=feat["n_mels"], **config["model"])
+        model = dict(config["model"])
+        self.char_ctc_weight = float(model.pop("char_ctc_weight", 0.0))  # a loss weight, not a shape
+        self.char_tokenizer = CharTokenizer(CHAR_CTC_CHARS)
+        try:
+            self.model = BiLSTMCTC(tokenizer.vocab_size, n_mels=feat["n_mels"],
+                                   char_vocab_size=self.char_tokenizer.vocab_size, **model)
+        except (TypeError, ValueError, KeyError) as e:
+            raise ASRError(f"config section 'model': {e}") from None
         frame = HOP_LENGTH * self.model.subsample.factor  # samples per output frame
         self.pad_frames = math.ceil(feat.get("edge_pad_ms", 0.0) * SAMPLE_RATE / 1000 / frame)
         self.pad_samples = self.pad_frames * frame
@@ -42,8 +53,9 @@ class CTCModule(pl.LightningModule):
         self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
         self._skipped_in_a_row = 0
 
-    def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor):
-        """(B, S) waveforms, (B,) sample counts -> (B, T', V) logits, (B,) frame counts."""
+    def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, with_char_logits: bool = False):
+        """(B, S) waveforms, (B,) sample counts -> (B, T', V) logits, (B,) frame counts; and the
+        character head's (B, T', C) logits if asked for (training with model.char_ctc_layer)."""
         audio = self.noise(audio, audio_lens)  # training augmentations: identity in eval mode
         audio = taper_edges(audio, audio_lens, self.taper)  # after the noise, which also starts abruptly
         if self.pad_samples:  # silence around every utterance, then its frames are cut off again below
@@ -52,10 +64,12 @@ class CTCModule(pl.LightningModule):
         lengths = num_frames(audio_lens)
         feats = normalize_features(self.warp(self.features(audio)), lengths)  # (B, T, n_mels)
         feats = self.specaugment(feats, lengths)  # identity in eval mode
-        logits, out_lens = self.model(feats, lengths)
+        logits, out_lens, char_logits = self.model(feats, lengths, with_char_logits=True)
         if self.pad_frames:  # the network heard the silence; CTC, decoding and word times see real frames only
-            logits, out_lens = logits[:, self.pad_frames : -self.pad_frames], out_lens - 2 * self.pad_frames
-        return logits, out_lens
+            cut = slice(self.pad_frames, -self.pad_frames)
+            logits, out_lens = logits[:, cut], out_lens - 2 * self.pad_frames
+            char_logits = char_logits[:, cut] if char_logits is not None else None
+        return (logits, out_lens, char_logits) if with_char_logits else (logits, out_lens)
 
     def ctc_loss(self, logits, out_lens, targets, target_lens):
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T', B, V), fp32 for CTC
@@ -65,10 +79,25 @@ class CTCModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         if not batch["ids"]:
             return None  # every file in this batch failed to decode (already logged): skip the step
-        logits, out_lens = self(batch["audio"], batch["audio_lens"])
+        logits, out_lens, char_logits = self(batch["audio"], batch["audio_lens"], with_char_logits=True)
         loss = self.ctc_loss(logits, out_lens, batch["targets"], batch["target_lens"])
+        if self.char_ctc_weight and char_logits is not None:
+            char_loss = self.ctc_loss(char_logits, out_lens, *self.char_targets(batch["texts"]))
+            self.log("train_char_loss", char_loss, batch_size=len(batch["ids"]))
+            loss = (1 - self.char_ctc_weight) * loss + self.char_ctc_weight * char_loss
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
+
+    def char_targets(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised texts -> the character head's padded targets (B, L) and lengths (B,). Characters
+        it lacks are left out: the head is a training aid, never decoded."""
+        chars = self.char_tokenizer.chars
+        ids = [self.char_tokenizer.encode("".join(c for c in text if c in chars)) for text in texts]
+        lens = torch.tensor([len(row) for row in ids], dtype=torch.long)
+        targets = torch.zeros(len(ids), max(1, int(lens.max())), dtype=torch.long)
+        for row, row_ids in zip(targets, ids):
+            row[: len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+        return targets.to(self.device), lens.to(self.device)
 
     def on_before_optimizer_step(self, optimizer):
         """Clip the gradient norm to trainer.gradient_clip_val, and skip a step whose gradients hold

@@ -86,7 +86,8 @@ class BiLSTMCTC(nn.Module):
     """(B, T, n_mels) normalised features -> (B, T', vocab) logits, with T' = T / subsample factor."""
 
     def __init__(self, vocab_size: int, n_mels: int = 80, subsample: str = "stack", subsample_factor: int = 4,
-                 hidden: int = 320, layers: int = 3, dropout: float = 0.1):
+                 hidden: int = 320, layers: int = 3, dropout: float = 0.1, char_ctc_layer: int = 0,
+                 char_vocab_size: int = 0):
         super().__init__()
         sub = {"stack": StackSubsampling, "conv": ConvSubsampling}[subsample]
         self.subsample = sub(n_mels, subsample_factor)
@@ -94,9 +95,21 @@ class BiLSTMCTC(nn.Module):
         self.lstm = nn.ModuleList(BiLSTMLayer(size, hidden) for size in sizes)
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(2 * hidden, vocab_size)
+        if not 0 <= char_ctc_layer <= layers or (char_ctc_layer and char_vocab_size < 2):
+            raise ValueError(f"char_ctc_layer must be 0 (off) or 1..{layers} with a character vocabulary, "
+                             f"got {char_ctc_layer}")
+        # Hierarchical CTC (Sanabria & Metze 2018): a character head on an inner layer, trained only. It
+        # teaches the lower layers letters early, so the top layer's large subword units learn fast.
+        self.char_ctc_layer = char_ctc_layer
+        self.char_proj = nn.Linear(2 * hidden, char_vocab_size) if char_ctc_layer else None
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor):
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor, with_char_logits: bool = False):
+        """-> logits (B, T', vocab), lengths (B,); and char logits (B, T', chars) if asked for."""
         x, lengths = self.subsample(feats, lengths)  # (B, T', D)
-        for i, layer in enumerate(self.lstm):
-            x = layer(self.dropout(x) if i else x, lengths)  # (B, T', 2H); dropout between layers
-        return self.proj(self.dropout(x)), lengths  # (B, T', vocab), (B,)
+        char_logits = None
+        for i, layer in enumerate(self.lstm, 1):
+            x = layer(self.dropout(x) if i > 1 else x, lengths)  # (B, T', 2H); dropout between layers
+            if with_char_logits and i == self.char_ctc_layer:
+                char_logits = self.char_proj(self.dropout(x))
+        logits = self.proj(self.dropout(x))
+        return (logits, lengths, char_logits) if with_char_logits else (logits, lengths)

@@ -63,3 +63,47 @@ def test_edge_padding_is_heard_but_not_scored(subsample, factor):
         assert alone_lens.item() == lens_pad[1].item()
         assert alone.shape[1] == alone_lens.item()
         assert torch.allclose(alone[0], out_pad[1, : lens_pad[1]], atol=1e-5)
+
+
+def test_char_head_reads_its_inner_layer():
+    """model.char_ctc_layer: character logits from that layer's output; inference gets the main logits only."""
+    torch.manual_seed(0)
+    model = BiLSTMCTC(vocab_size=50, hidden=16, layers=3, char_ctc_layer=2, char_vocab_size=39).eval()
+    feats, lengths = torch.randn(2, 101, 80), torch.tensor([101, 57])
+    with torch.no_grad():
+        logits, lens, chars = model(feats, lengths, with_char_logits=True)
+        assert logits.shape == (2, 26, 50) and chars.shape == (2, 26, 39) and lens.tolist() == [26, 15]
+        assert len(model(feats, lengths)) == 2
+        model.lstm[2].fwd.weight_hh_l0.add_(1.0)  # the top layer feeds the main head only
+        logits2, _, chars2 = model(feats, lengths, with_char_logits=True)
+    assert torch.equal(chars, chars2) and not torch.allclose(logits, logits2)
+    with pytest.raises(ValueError, match="char_ctc_layer"):
+        BiLSTMCTC(vocab_size=50, hidden=16, layers=3, char_ctc_layer=4, char_vocab_size=39)
+
+
+def test_char_ctc_loss_joins_the_training_loss():
+    """The training loss is (1 - w) * CTC(main) + w * CTC(characters), and both heads get gradients."""
+    from asr.config import DEFAULTS, merge
+    from asr.lightning import CTCModule
+    from asr.text import build_tokenizer
+
+    torch.manual_seed(0)
+    config = merge(DEFAULTS, {"model": {"hidden": 16, "layers": 2, "dropout": 0.0, "char_ctc_layer": 1, "char_ctc_weight": 0.3},
+                              "features": {"specaugment": {"freq_masks": 0, "time_masks": 0}}})  # deterministic
+    texts = ["HELLO WORLD", "IT'S 5 O'CLOCK"]
+    tokenizer = build_tokenizer({"kind": "bpe", "vocab_size": 40}, texts * 20)
+    module = CTCModule(config, tokenizer)
+    module.log = lambda *args, **kwargs: None  # no Trainer attached
+    ids = [tokenizer.encode(t) for t in texts]
+    batch = {"audio": torch.randn(2, 32000) * 0.1, "audio_lens": torch.tensor([32000, 24000]),
+             "targets": torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in ids], batch_first=True),
+             "target_lens": torch.tensor([len(i) for i in ids]), "ids": ["a", "b"], "texts": texts}
+    loss = module.training_step(batch, 0)
+    logits, lens, chars = module(batch["audio"], batch["audio_lens"], with_char_logits=True)
+    char_targets, char_lens = module.char_targets(texts)
+    assert char_lens.tolist() == [len(t) for t in texts]  # digits and the apostrophe are in the head's alphabet
+    expected = 0.7 * module.ctc_loss(logits, lens, batch["targets"], batch["target_lens"]) + \
+        0.3 * module.ctc_loss(chars, lens, char_targets, char_lens)
+    assert torch.allclose(loss, expected, atol=1e-5)
+    loss.backward()
+    assert module.model.char_proj.weight.grad.abs().sum() > 0 and module.model.proj.weight.grad.abs().sum() > 0
