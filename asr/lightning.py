@@ -64,7 +64,10 @@ class CTCModule(pl.LightningModule):
         lengths = num_frames(audio_lens)
         feats = normalize_features(self.warp(self.features(audio)), lengths)  # (B, T, n_mels)
         feats = self.specaugment(feats, lengths)  # identity in eval mode
-        logits, out_lens, char_logits = self.model(feats, lengths, with_char_logits=True)
+        if with_char_logits:
+            logits, out_lens, char_logits = self.model(feats, lengths, with_char_logits=True)
+        else:  # inference: the character head is never decoded, so it is not run
+            (logits, out_lens), char_logits = self.model(feats, lengths), None
         if self.pad_frames:  # the network heard the silence; CTC, decoding and word times see real frames only
             cut = slice(self.pad_frames, -self.pad_frames)
             logits, out_lens = logits[:, cut], out_lens - 2 * self.pad_frames
