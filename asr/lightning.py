@@ -95,11 +95,10 @@ class CTCModule(pl.LightningModule):
         """Normalised texts -> the character head's padded targets (B, L) and lengths (B,). Characters
         it lacks are left out: the head is a training aid, never decoded."""
         chars = self.char_tokenizer.chars
-        ids = [self.char_tokenizer.encode("".join(c for c in text if c in chars)) for text in texts]
+        ids = [torch.tensor(self.char_tokenizer.encode("".join(c for c in text if c in chars)), dtype=torch.long)
+               for text in texts]
         lens = torch.tensor([len(row) for row in ids], dtype=torch.long)
-        targets = torch.zeros(len(ids), max(1, int(lens.max())), dtype=torch.long)
-        for row, row_ids in zip(targets, ids):
-            row[: len(row_ids)] = torch.tensor(row_ids, dtype=torch.long)
+        targets = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)  # (B, L), zero-padded
         return targets.to(self.device), lens.to(self.device)
 
     def on_before_optimizer_step(self, optimizer):
