@@ -16,7 +16,8 @@ DEFAULTS = {
     "logger": "csv",  # csv | tensorboard (needs `pip install tensorboard`)
     "tokenizer": {"kind": "char"},
     "data": {"train": None, "val": None, "max_batch_seconds": 200.0, "max_duration": 35.0, "num_workers": 2,
-             "speed_perturb": None},  # e.g. [0.9, 1.1]
+             "speed_perturb": None,  # e.g. [0.9, 1.1]
+             "cache_audio": False},  # keep decoded audio in memory (115 MB/hour, 16-bit; with num_workers: 0)
     "features": {"n_mels": 80,
                  "dynamic_range_db": 80.0,  # log floor below each utterance's peak (None: the old fixed floor)
                  "taper_ms": 10.0,  # fade each utterance's edges: a clip cut mid-sound otherwise ends in a click
@@ -28,8 +29,9 @@ DEFAULTS = {
                  "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances
     # char_ctc_layer > 0 adds a character CTC head on that LSTM layer, trained with weight char_ctc_weight
     # beside the main head (hierarchical CTC): what lets large subword vocabularies learn quickly.
+    # char_ctc_condition: the layers above the head also read its character posteriors (self-conditioned CTC).
     "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1,
-              "char_ctc_layer": 0, "char_ctc_weight": 0.0},
+              "char_ctc_layer": 0, "char_ctc_weight": 0.0, "char_ctc_condition": False},
     # last.ckpt is rewritten (atomically) every `last_every_n_steps` optimizer steps and at every epoch
     # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.
     "checkpoint": {"last_every_n_steps": 200},

@@ -82,3 +82,37 @@ def test_collate_pads_and_drops_failed_items():
     assert batch["audio_lens"].tolist() == [100, 40]
     assert batch["targets"].tolist() == [[1, 2], [3, 0]] and batch["target_lens"].tolist() == [2, 1]
     assert batch["ids"] == ["a", "b"]
+
+
+def test_audio_cache_decodes_each_file_once_and_returns_the_same_samples(tmp_path, monkeypatch):
+    """data.cache_audio: later epochs read memory, not the file; 16-bit audio comes back bit-exact."""
+    import numpy as np
+    import soundfile as sf
+
+    import asr.data.loader as loader
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(3):
+        path = tmp_path / f"u{i}.flac"
+        sf.write(path, (rng.standard_normal(8000) * 0.2).clip(-1, 0.99), 16000, subtype="PCM_16")
+        rows.append({"id": f"u{i}", "audio": str(path), "ids": [1, 2], "text": "A B"})
+    decoded = []
+    monkeypatch.setattr(loader, "load_audio", lambda p: decoded.append(p) or sf.read(p, dtype="float32")[0])
+    plain, cached = loader.SpeechDataset(rows), loader.SpeechDataset(rows, cache=True)
+    for epoch in range(3):
+        for i in range(3):
+            assert torch.equal(cached[i]["audio"], plain[i]["audio"])
+    assert len(decoded) == 3 * 3 + 3  # the plain dataset decodes every time, the cached one once per file
+    assert sum(v.nbytes for v in cached.cache.values()) == 3 * 8000 * 2  # 16-bit in memory
+
+
+def test_audio_cache_refuses_loader_workers():
+    import pytest
+
+    from asr.data.loader import SpeechDataModule
+    from asr.errors import ASRError
+
+    with pytest.raises(ASRError, match="cache_audio.*num_workers: 0"):
+        SpeechDataModule({"train": "t.jsonl", "val": "v.jsonl", "cache_audio": True, "num_workers": 2},
+                         CharTokenizer(), StackSubsampling(80, 4).output_lengths)
