@@ -29,9 +29,8 @@ DEFAULTS = {
                  "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances
     # char_ctc_layer > 0 adds a character CTC head on that LSTM layer, trained with weight char_ctc_weight
     # beside the main head (hierarchical CTC): what lets large subword vocabularies learn quickly.
-    # char_ctc_condition: the layers above the head also read its character posteriors (self-conditioned CTC).
     "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1,
-              "char_ctc_layer": 0, "char_ctc_weight": 0.0, "char_ctc_condition": False},
+              "char_ctc_layer": 0, "char_ctc_weight": 0.0},
     # last.ckpt is rewritten (atomically) every `last_every_n_steps` optimizer steps and at every epoch
     # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.
     "checkpoint": {"last_every_n_steps": 200},

@@ -66,7 +66,7 @@ class CTCModule(pl.LightningModule):
         feats = self.specaugment(feats, lengths)  # identity in eval mode
         if with_char_logits:
             logits, out_lens, char_logits = self.model(feats, lengths, with_char_logits=True)
-        else:  # inference: the character head is never decoded (the model runs it only to self-condition)
+        else:  # inference: the character head is never decoded, so it is not run
             (logits, out_lens), char_logits = self.model(feats, lengths), None
         if self.pad_frames:  # the network heard the silence; CTC, decoding and word times see real frames only
             cut = slice(self.pad_frames, -self.pad_frames)

@@ -87,7 +87,7 @@ class BiLSTMCTC(nn.Module):
 
     def __init__(self, vocab_size: int, n_mels: int = 80, subsample: str = "stack", subsample_factor: int = 4,
                  hidden: int = 320, layers: int = 3, dropout: float = 0.1, char_ctc_layer: int = 0,
-                 char_vocab_size: int = 0, char_ctc_condition: bool = False):
+                 char_vocab_size: int = 0):
         super().__init__()
         sub = {"stack": StackSubsampling, "conv": ConvSubsampling}[subsample]
         self.subsample = sub(n_mels, subsample_factor)
@@ -102,10 +102,6 @@ class BiLSTMCTC(nn.Module):
         # teaches the lower layers letters early, so the top layer's large subword units learn fast.
         self.char_ctc_layer = char_ctc_layer
         self.char_proj = nn.Linear(2 * hidden, char_vocab_size) if char_ctc_layer else None
-        # Self-conditioned CTC (Nozaki & Komatsu 2021): the layers above also read the character posteriors
-        # (added to the head's input through a linear map), so they start from letters, not only from sound.
-        # The head then runs in inference too, still never decoded.
-        self.char_back = nn.Linear(char_vocab_size, 2 * hidden) if char_ctc_layer and char_ctc_condition else None
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, with_char_logits: bool = False):
         """-> logits (B, T', vocab), lengths (B,); and char logits (B, T', chars) if asked for."""
@@ -113,9 +109,7 @@ class BiLSTMCTC(nn.Module):
         char_logits = None
         for i, layer in enumerate(self.lstm, 1):
             x = layer(self.dropout(x) if i > 1 else x, lengths)  # (B, T', 2H); dropout between layers
-            if i == self.char_ctc_layer and (with_char_logits or self.char_back is not None):
+            if with_char_logits and i == self.char_ctc_layer:
                 char_logits = self.char_proj(self.dropout(x))
-                if self.char_back is not None:
-                    x = x + self.char_back(char_logits.float().softmax(-1))
         logits = self.proj(self.dropout(x))
         return (logits, lengths, char_logits) if with_char_logits else (logits, lengths)

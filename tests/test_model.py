@@ -4,14 +4,11 @@ import torch
 from asr.model import BiLSTMCTC
 
 
-@pytest.mark.parametrize("subsample,factor,condition", [("stack", 4, False), ("stack", 2, False), ("conv", 4, False),
-                                                        ("stack", 4, True)])
-def test_padded_batch_equals_each_utterance_alone(subsample, factor, condition):
-    """The backward LSTM must start at each utterance's own end, never on padding (also when the top
-    layer reads the character posteriors, which exist at padded frames too)."""
+@pytest.mark.parametrize("subsample,factor", [("stack", 4), ("stack", 2), ("conv", 4)])
+def test_padded_batch_equals_each_utterance_alone(subsample, factor):
+    """The backward LSTM must start at each utterance's own end, never on padding."""
     torch.manual_seed(0)
-    model = BiLSTMCTC(vocab_size=29, n_mels=80, subsample=subsample, subsample_factor=factor, hidden=32, layers=2,
-                      char_ctc_layer=1 if condition else 0, char_vocab_size=39, char_ctc_condition=condition).eval()
+    model = BiLSTMCTC(vocab_size=29, n_mels=80, subsample=subsample, subsample_factor=factor, hidden=32, layers=2).eval()
     lengths = torch.tensor([97, 64, 33])
     feats = torch.randn(3, 97, 80) * (torch.arange(97)[None, :, None] < lengths[:, None, None])
     with torch.no_grad():
@@ -82,22 +79,6 @@ def test_char_head_reads_its_inner_layer():
     assert torch.equal(chars, chars2) and not torch.allclose(logits, logits2)
     with pytest.raises(ValueError, match="char_ctc_layer"):
         BiLSTMCTC(vocab_size=50, hidden=16, layers=3, char_ctc_layer=4, char_vocab_size=39)
-
-
-def test_self_conditioning_feeds_the_character_posteriors_upwards():
-    """model.char_ctc_condition: the layers above the character head also read its posteriors, so the
-    head is part of inference (without the flag the main logits do not depend on it at all)."""
-    torch.manual_seed(0)
-    feats, lengths = torch.randn(2, 101, 80), torch.tensor([101, 57])
-    for condition in (False, True):
-        model = BiLSTMCTC(vocab_size=50, hidden=16, layers=3, char_ctc_layer=2, char_vocab_size=39,
-                          char_ctc_condition=condition).eval()
-        with torch.no_grad():
-            logits, _ = model(feats, lengths)
-            model.char_proj.weight.add_(torch.randn_like(model.char_proj.weight))  # (a constant would cancel in the softmax)
-            changed = not torch.allclose(logits, model(feats, lengths)[0])
-        assert changed == condition
-        assert (model.char_back is not None) == condition
 
 
 def test_char_ctc_loss_joins_the_training_loss():
