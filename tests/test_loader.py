@@ -1,6 +1,11 @@
+import numpy as np
+import pytest
+import soundfile as sf
 import torch
 
-from asr.data.loader import DurationBatchSampler, collate, min_frames_for, usable_rows
+import asr.data.loader as loader
+from asr.data.loader import DurationBatchSampler, SpeechDataModule, collate, min_frames_for, usable_rows
+from asr.errors import ASRError
 from asr.model import StackSubsampling
 from asr.text import CharTokenizer
 
@@ -86,11 +91,6 @@ def test_collate_pads_and_drops_failed_items():
 
 def test_audio_cache_decodes_each_file_once_and_returns_the_same_samples(tmp_path, monkeypatch):
     """data.cache_audio: later epochs read memory, not the file; 16-bit audio comes back bit-exact."""
-    import numpy as np
-    import soundfile as sf
-
-    import asr.data.loader as loader
-
     rng = np.random.default_rng(0)
     rows = []
     for i in range(3):
@@ -108,11 +108,6 @@ def test_audio_cache_decodes_each_file_once_and_returns_the_same_samples(tmp_pat
 
 
 def test_audio_cache_refuses_loader_workers():
-    import pytest
-
-    from asr.data.loader import SpeechDataModule
-    from asr.errors import ASRError
-
     with pytest.raises(ASRError, match="cache_audio.*num_workers: 0"):
         SpeechDataModule({"train": "t.jsonl", "val": "v.jsonl", "cache_audio": True, "num_workers": 2},
                          CharTokenizer(), StackSubsampling(80, 4).output_lengths)
