@@ -71,13 +71,12 @@ class SpeechDataset(Dataset):
         return len(self.rows)
 
     def _load(self, i) -> np.ndarray:
-        if self.cache is not None and i in self.cache:
-            return self.cache[i].astype(np.float32) / 32768
-        audio = load_audio(self.rows[i]["audio"])
         if self.cache is None:
-            return audio
-        self.cache[i] = np.round(np.clip(audio, -1, 32767 / 32768) * 32768).astype(np.int16)
-        return self.cache[i].astype(np.float32) / 32768  # exactly what the cache gives in later epochs
+            return load_audio(self.rows[i]["audio"])
+        if i not in self.cache:
+            audio = load_audio(self.rows[i]["audio"])
+            self.cache[i] = np.round(np.clip(audio, -1, 32767 / 32768) * 32768).astype(np.int16)
+        return self.cache[i].astype(np.float32) / 32768  # the first epoch too hears the cached samples
 
     def __getitem__(self, i):
         row = self.rows[i]
