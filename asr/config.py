@@ -24,6 +24,9 @@ DEFAULTS = {
                  # Silence added around every utterance (rounded up to whole output frames), which the network
                  # hears and CTC does not score: tightly and loosely cut clips then look alike (FSDD: RESULTS.md).
                  "edge_pad_ms": 0.0,
+                 # per_bin: each mel bin to zero mean and unit variance over the utterance (CMVN); per_utterance:
+                 # one mean and variance for all bins, which keeps the spectral shape (for isolated words).
+                 "normalize": "per_bin",
                  "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05},
                  "vtlp": 0.0,  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
                  "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances

@@ -85,16 +85,22 @@ def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def normalize_features(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-utterance, per-bin mean/variance normalisation over real frames only; padding is set to 0.
+def normalize_features(feats: torch.Tensor, lengths: torch.Tensor, per_bin: bool = True,
+                       eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean/variance normalisation over real frames only; padding is set to 0.
 
     Per-utterance statistics make the model indifferent to recording gain and channel, which
     matters more for users' own audio than the small gain from global corpus statistics.
+    per_bin=True (CMVN) normalises each mel bin on its own, which also removes the utterance's
+    average spectrum: for a sentence that is mostly the voice and the channel. For a single short
+    word it is mostly the word's vowel, so per_bin=False uses one mean and variance for all bins:
+    the recording level goes, the spectral shape stays (FSDD: FIVE heard as FOUR 11 times -> 1).
     """
     mask = frame_mask(lengths, feats.shape[1]).unsqueeze(-1)  # (batch, frames, 1)
-    count = lengths.clamp(min=1).to(feats.dtype)[:, None, None]
-    mean = (feats * mask).sum(1, keepdim=True) / count
-    var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / count
+    dims = (1,) if per_bin else (1, 2)
+    count = lengths.clamp(min=1).to(feats.dtype)[:, None, None] * (1 if per_bin else feats.shape[2])
+    mean = (feats * mask).sum(dims, keepdim=True) / count  # (batch, 1, n_mels) or (batch, 1, 1)
+    var = (((feats - mean) * mask) ** 2).sum(dims, keepdim=True) / count
     return ((feats - mean) / torch.sqrt(var + eps)) * mask
 
 

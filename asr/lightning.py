@@ -38,6 +38,10 @@ class CTCModule(pl.LightningModule):
         self.warp = FrequencyWarp(feat["n_mels"], max_warp=feat.get("vtlp", 0.0))  # identity unless training
         self.specaugment = SpecAugment(**feat.get("specaugment", {}))
         self.taper = int(feat.get("taper_ms", 0.0) * SAMPLE_RATE / 1000)  # 0 in checkpoints from before the taper
+        normalize = feat.get("normalize", "per_bin")  # checkpoints from before the key normalised per bin
+        if normalize not in ("per_bin", "per_utterance"):
+            raise ASRError(f"config section 'features': normalize must be per_bin or per_utterance, got {normalize!r}")
+        self.per_bin = normalize == "per_bin"
         model = dict(config["model"])
         self.char_ctc_weight = float(model.pop("char_ctc_weight", 0.0))  # a loss weight, not a shape
         self.char_tokenizer = CharTokenizer(CHAR_CTC_CHARS)
@@ -62,7 +66,7 @@ class CTCModule(pl.LightningModule):
             audio = F.pad(audio, (self.pad_samples, self.pad_samples))
             audio_lens = audio_lens + 2 * self.pad_samples
         lengths = num_frames(audio_lens)
-        feats = normalize_features(self.warp(self.features(audio)), lengths)  # (B, T, n_mels)
+        feats = normalize_features(self.warp(self.features(audio)), lengths, self.per_bin)  # (B, T, n_mels)
         feats = self.specaugment(feats, lengths)  # identity in eval mode
         if with_char_logits:
             logits, out_lens, char_logits = self.model(feats, lengths, with_char_logits=True)

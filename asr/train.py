@@ -133,7 +133,7 @@ def make_tokenizer(config: dict):
 
 # What the network's input is made of, with the value a checkpoint from before the key existed was
 # trained with: part of the model, like its weights.
-INPUT_FEATURES = {"n_mels": 80, "dynamic_range_db": None, "taper_ms": 0.0, "edge_pad_ms": 0.0}
+INPUT_FEATURES = {"n_mels": 80, "dynamic_range_db": None, "taper_ms": 0.0, "edge_pad_ms": 0.0, "normalize": "per_bin"}
 
 
 def adopt_checkpoint_model(config: dict, saved: dict) -> None:

@@ -63,6 +63,21 @@ def test_normalize_uses_real_frames_only_and_zeroes_padding():
     assert torch.allclose(out[1, :30], normalize_features(feats[1:, :30], lengths[1:])[0], atol=1e-5)
 
 
+def test_per_utterance_normalize_keeps_the_spectral_shape_and_drops_the_level():
+    # A steady vowel-like frame: per-bin normalisation flattens it to zeros, one mean and variance for
+    # the whole utterance keeps its shape and removes only the level (a gain adds a constant in log).
+    shape = torch.linspace(-3.0, 3.0, 80) ** 2  # (n_mels,)
+    feats = torch.stack([shape + 4.0, shape - 6.0])[:, None, :].repeat(1, 40, 1) + 0.01 * torch.randn(2, 40, 80)
+    lengths = torch.tensor([40, 25])
+    per_bin = normalize_features(feats, lengths)  # only the noise is left of each frame
+    assert abs(torch.corrcoef(torch.stack([per_bin[0, 0], shape]))[0, 1]) < 0.5
+    out = normalize_features(feats, lengths, per_bin=False)
+    assert torch.corrcoef(torch.stack([out[0, 0], shape]))[0, 1] > 0.99
+    assert torch.allclose(out[0, :25], out[1, :25], atol=0.05)  # level removed
+    assert out[1, 25:].abs().max() == 0
+    assert abs(out[1, :25].mean()) < 1e-4 and abs(out[1, :25].std(unbiased=False) - 1) < 1e-3
+
+
 def test_specaugment_masks_inside_each_utterance_and_only_in_training():
     torch.manual_seed(0)
     aug = SpecAugment(freq_masks=2, freq_width=10, time_masks=2, time_width=0.2)

@@ -107,3 +107,23 @@ def test_char_ctc_loss_joins_the_training_loss():
     assert torch.allclose(loss, expected, atol=1e-5)
     loss.backward()
     assert module.model.char_proj.weight.grad.abs().sum() > 0 and module.model.proj.weight.grad.abs().sum() > 0
+
+
+def test_features_normalize_reaches_the_module_and_rejects_unknown_values():
+    from asr.config import DEFAULTS, merge
+    from asr.errors import ASRError
+    from asr.lightning import CTCModule
+    from asr.text import build_tokenizer
+
+    def module(normalize):
+        config = merge(DEFAULTS, {"features": {"normalize": normalize}, "model": {"hidden": 8, "layers": 1}})
+        return CTCModule(config, build_tokenizer({"kind": "char"}, [])).eval()
+
+    torch.manual_seed(0)
+    per_bin, per_utterance = module("per_bin"), module("per_utterance")
+    per_utterance.load_state_dict(per_bin.state_dict())
+    audio, lens = torch.randn(1, 8000) * 0.1, torch.tensor([8000])
+    with torch.no_grad():
+        assert (per_bin(audio, lens)[0] - per_utterance(audio, lens)[0]).abs().max() > 1e-3
+    with pytest.raises(ASRError, match="normalize must be per_bin or per_utterance, got 'per_word'"):
+        module("per_word")
