@@ -94,7 +94,7 @@ def normalize_features(feats: torch.Tensor, lengths: torch.Tensor, per_bin: bool
     per_bin=True (CMVN) normalises each mel bin on its own, which also removes the utterance's
     average spectrum: for a sentence that is mostly the voice and the channel. For a single short
     word it is mostly the word's vowel, so per_bin=False uses one mean and variance for all bins:
-    the recording level goes, the spectral shape stays (FSDD: FIVE heard as FOUR 11 times -> 1).
+    the recording level goes, the spectral shape stays (FSDD, 3 seeds: 9.5% vs 10.6% WER; RESULTS.md).
     """
     mask = frame_mask(lengths, feats.shape[1]).unsqueeze(-1)  # (batch, frames, 1)
     dims = (1,) if per_bin else (1, 2)

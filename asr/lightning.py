@@ -40,7 +40,8 @@ class CTCModule(pl.LightningModule):
         self.taper = int(feat.get("taper_ms", 0.0) * SAMPLE_RATE / 1000)  # 0 in checkpoints from before the taper
         normalize = feat.get("normalize", "per_bin")  # checkpoints from before the key normalised per bin
         if normalize not in ("per_bin", "per_utterance"):
-            raise ASRError(f"config section 'features': normalize must be per_bin or per_utterance, got {normalize!r}")
+            raise ASRError(f"config section 'features': normalize must be per_bin or per_utterance, "
+                           f"got {normalize!r}")
         self.per_bin = normalize == "per_bin"
         model = dict(config["model"])
         self.char_ctc_weight = float(model.pop("char_ctc_weight", 0.0))  # a loss weight, not a shape
