@@ -1,5 +1,6 @@
 """`asr train`: build the tokenizer, data, module and Lightning Trainer from a config, then fit."""
 import logging
+import math
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -113,8 +114,27 @@ def train(config: dict, resume: bool = False) -> Path:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # Lightning leaves the process group up; gloo's threads then abort the interpreter at exit.
         torch.distributed.destroy_process_group()
+    if trainer.is_global_zero:
+        log.info(how_it_ended(trainer))
     best = trainer.checkpoint_callback.best_model_path
     return Path(best) if best else last
+
+
+def how_it_ended(trainer: pl.Trainer) -> str:
+    """Where training stopped and how good the kept checkpoints were, in one line. Lightning's own last
+    word can mislead: a run stopped by trainer.max_time in its third epoch still says "`max_epochs=3` reached"."""
+    planned = trainer.estimated_stepping_batches  # inf when only the clock limits the run
+    line = f"training ended at step {trainer.global_step:,}" + (f" of {int(planned):,}" if math.isfinite(planned) else "")
+    timer = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.Timer)), None)
+    if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
+        minutes, seconds = divmod(round(timer.time_elapsed()), 60)
+        line += f", stopped by trainer.max_time after {minutes} min {seconds:02d} s"
+    best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if best is not None:
+        line += f"; val WER {100 * float(best):.1f}% in best.ckpt"
+    if "val_wer" in trainer.callback_metrics:
+        line += f", {100 * float(trainer.callback_metrics['val_wer']):.1f}% at the last validation"
+    return line
 
 
 def make_tokenizer(config: dict):

@@ -1,5 +1,6 @@
 """Fine-tuning: `asr train --init CKPT` starts from a trained model's weights and tokenizer."""
 import json
+import re
 
 import yaml
 
@@ -30,6 +31,9 @@ def test_fine_tuning_starts_from_the_checkpoint(overfit_run, tiny_corpus, tmp_pa
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["model"]["hidden"] == OVERFIT_CONFIG["model"]["hidden"] and saved["tokenizer"]["kind"] == "char"
     assert saved["features"]["edge_pad_ms"] == 0.0
+    ended = [m for m in caplog.messages if m.startswith("training ended")]
+    assert len(ended) == 1 and re.fullmatch(
+        r"training ended at step (\d+) of \1; val WER [\d.]+% in best.ckpt, [\d.]+% at the last validation", ended[0])
     new_best = out.strip().split("best checkpoint: ")[-1]
     code, _, _ = run_cli("evaluate", "--checkpoint", new_best, "--data", manifests["train"], "--out", tmp_path / "eval")
     assert code == 0

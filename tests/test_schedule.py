@@ -5,6 +5,7 @@ import pytorch_lightning as pl
 import torch
 
 from asr.lightning import FollowTimeBudget, WarmupCosine
+from asr.train import how_it_ended
 
 
 def test_warmup_then_cosine_to_final_by_steps():
@@ -56,3 +57,12 @@ def test_a_run_stopped_by_max_time_ends_at_the_final_lr(tmp_path):
     assert lrs[-1] < 0.1, f"last LR {lrs[-1]:.3f}: the decay did not follow the 2 s budget"
     assert lrs[len(lrs) // 2] > 0.2  # and it decayed gradually, not at once
     assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:]))
+    # Lightning's own message would name max_epochs; ours says the clock stopped it, and where.
+    assert how_it_ended(trainer) == f"training ended at step {trainer.global_step:,}, stopped by trainer.max_time after 0 min 02 s"
+
+
+def test_the_end_line_says_steps_without_a_clock(tmp_path):
+    trainer = pl.Trainer(max_steps=7, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(_Tiny())
+    assert how_it_ended(trainer) == "training ended at step 7 of 7"
