@@ -3,6 +3,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 from asr.errors import ASRError
@@ -52,6 +53,7 @@ def cmd_synth(args):
 
 
 def cmd_train(args):
+    started = time.monotonic()  # before the heavy imports: "in all" means what a user waits for
     from asr.config import load_config
     from asr.train import train
 
@@ -59,6 +61,8 @@ def cmd_train(args):
     if args.init:
         config["init_from"] = args.init
     best = train(config, resume=args.resume)
+    minutes, seconds = divmod(round(time.monotonic() - started), 60)
+    logging.getLogger("asr").info("asr train: %d min %02d s in all, start-up included", minutes, seconds)
     print(f"best checkpoint: {best}")
 
 
