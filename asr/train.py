@@ -29,8 +29,8 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
     else:
         logger = pl.loggers.CSVLogger(out_dir, name="logs")
     ckpt_dir = out_dir / "checkpoints"
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_wer", mode="min", save_top_k=1,
-                           auto_insert_metric_name=False)
+    best = BestCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_wer", mode="min", save_top_k=1,
+                          auto_insert_metric_name=False)
     last = LastCheckpoint(ckpt_dir / "last.ckpt", config["checkpoint"].get("last_every_n_steps"))
     callbacks = [best, last, StreamEpoch(), FollowTimeBudget(), LearningRateMonitor("step")]
     try:
@@ -55,6 +55,20 @@ def auto_precision(accelerator: str = "auto") -> str:
     native_bf16 = any(getattr(torch.cpu, name, lambda: False)()
                       for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return "bf16-mixed" if native_bf16 else "32-true"
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """best.ckpt by validation WER, where a tie goes to the later model. A tie says the validation set
+    cannot tell the two apart, and the later one has trained longer, at a lower LR. (Lightning keeps the
+    earlier: on FSDD, whose dev speakers are seen in training, dev WER reaches 0% around epoch 60 of 100
+    and best.ckpt was then the first 0% model, not the finished one.)"""
+
+    def check_monitor_top_k(self, trainer, current=None):
+        if current is None or self.save_top_k != 1 or not self.best_k_models:
+            return super().check_monitor_top_k(trainer, current)
+        tied = bool(current == self.best_k_models[self.kth_best_model_path])
+        # Every rank computes the same validation WER (synced), so the decision is unanimous.
+        return tied or super().check_monitor_top_k(trainer, current)
 
 
 class LastCheckpoint(pl.Callback):

@@ -1,5 +1,6 @@
-"""Nothing lost: kill -9 mid-epoch then --resume matches an uninterrupted run; atomic checkpoints;
-non-finite steps are skipped and counted, and a run that keeps producing them stops with a reason."""
+"""Nothing lost: kill -9 mid-epoch then --resume matches an uninterrupted run; atomic checkpoints; best.ckpt
+keeps the later model on a tie; non-finite steps are skipped and counted, and a run that keeps producing them
+stops with a reason."""
 import os
 import signal
 import subprocess
@@ -8,11 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 
 from asr.checkpoint import AtomicCheckpointIO
 from asr.errors import ASRError
+from asr.train import BestCheckpoint
 
 STEPS_PER_EPOCH = 4  # the 8 utterances in batches of at most 8 s of padded audio
 
@@ -129,3 +132,35 @@ def test_run_that_keeps_producing_nan_stops_with_the_likely_cause():
                 p.grad = torch.full_like(p, float("inf"))
             module.on_before_optimizer_step(None)
     assert "labels longer than the subsampled frames" in str(e.value) and "\n" not in str(e.value)
+
+
+class _ScriptedWER(pl.LightningModule):
+    """A tiny model whose validation WER per epoch is given: what best.ckpt keeps is then known."""
+
+    def __init__(self, wers):
+        super().__init__()
+        self.layer, self.wers = torch.nn.Linear(2, 1), wers
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_wer", self.wers[self.current_epoch])
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.randn(4, 2), batch_size=2)
+
+    val_dataloader = train_dataloader
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_best_checkpoint_keeps_the_later_model_on_a_tie(tmp_path):
+    best = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val_wer", mode="min", save_top_k=1)
+    wers = [0.5, 0.2, 0.3, 0.2, 0.25]  # epochs 1 and 3 tie for the lowest
+    trainer = pl.Trainer(max_epochs=len(wers), callbacks=[best], accelerator="cpu", logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(_ScriptedWER(wers))
+    assert best.best_model_path == str(tmp_path / "best.ckpt") and sorted(os.listdir(tmp_path)) == ["best.ckpt"]
+    assert torch.load(best.best_model_path, weights_only=False)["epoch"] == 3  # Lightning's own keeps epoch 1
