@@ -37,7 +37,8 @@ DEFAULTS = {
     # last.ckpt is rewritten (atomically) every `last_every_n_steps` optimizer steps and at every epoch
     # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.
     "checkpoint": {"last_every_n_steps": 200},
-    "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02},
+    # After the warm-up the LR decays to final_lr_ratio x lr along a half cosine or a straight line (`decay`).
+    "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02, "decay": "cosine"},
     # Passed to pytorch_lightning.Trainer, except gradient_clip_val, which CTCModule applies itself (in its NaN
     # check, so that AdamW can run fused); "precision: auto" means 16-mixed on GPU, bf16-mixed on a
     # CPU with native bf16 (AVX512-BF16/AMX), fp32 on other CPUs (asr.train.auto_precision).

@@ -43,6 +43,9 @@ class CTCModule(pl.LightningModule):
             raise ASRError(f"config section 'features': normalize must be per_bin or per_utterance, "
                            f"got {normalize!r}")
         self.per_bin = normalize == "per_bin"
+        self.decay = config.get("optim", {}).get("decay", "cosine")  # checkpoints from before the key: cosine
+        if self.decay not in WarmupDecay.SHAPES:
+            raise ASRError(f"config section 'optim': decay must be cosine or linear, got {self.decay!r}")
         model = dict(config["model"])
         self.char_ctc_weight = float(model.pop("char_ctc_weight", 0.0))  # a loss weight, not a shape
         self.char_tokenizer = CharTokenizer(CHAR_CTC_CHARS)
@@ -185,7 +188,7 @@ class CTCModule(pl.LightningModule):
 
         optimizer.register_load_state_dict_post_hook(keep_fused)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = WarmupCosine(opt_cfg["warmup_steps"], total, opt_cfg["final_lr_ratio"])
+        schedule = WarmupDecay(opt_cfg["warmup_steps"], total, opt_cfg["final_lr_ratio"], self.decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -206,8 +209,9 @@ def _tuples(state):
     return tuple(_tuples(x) for x in state) if isinstance(state, list) else state
 
 
-class WarmupCosine:
-    """LR multiplier: linear warm-up over `warmup` steps, then cosine decay to `final` at `total`.
+class WarmupDecay:
+    """LR multiplier: linear warm-up over `warmup` steps, then decay to `final` at `total`, along a
+    half cosine (`shape="cosine"`) or a straight line (`"linear"`).
 
     With a time budget (trainer.max_time) the decay follows whichever runs out first, steps or
     time: `time_progress`, the fraction of the budget used, is kept current by FollowTimeBudget.
@@ -216,8 +220,10 @@ class WarmupCosine:
     A class rather than a closure so LambdaLR can save it in a checkpoint as plain data.
     """
 
-    def __init__(self, warmup: int, total: int, final: float):
-        self.warmup, self.total, self.final = warmup, total, final
+    SHAPES = ("cosine", "linear")
+
+    def __init__(self, warmup: int, total: int, final: float, shape: str = "cosine"):
+        self.warmup, self.total, self.final, self.shape = warmup, total, final, shape
         self.time_progress = 0.0
 
     def __call__(self, step: int) -> float:
@@ -225,11 +231,12 @@ class WarmupCosine:
             return (step + 1) / self.warmup
         progress = (step - self.warmup) / max(1, self.total - self.warmup)
         progress = min(1.0, max(progress, self.time_progress))
-        return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * progress))
+        left = 1 - progress if self.shape == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+        return self.final + (1 - self.final) * left
 
 
 class FollowTimeBudget(pl.Callback):
-    """Tells each WarmupCosine schedule what fraction of trainer.max_time has been used (Lightning's
+    """Tells each WarmupDecay schedule what fraction of trainer.max_time has been used (Lightning's
     Timer counts validation and carries over a resume). Does nothing without max_time."""
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
@@ -240,7 +247,7 @@ class FollowTimeBudget(pl.Callback):
         elapsed = timer.time_elapsed()
         for config in trainer.lr_scheduler_configs:
             for schedule in getattr(config.scheduler, "lr_lambdas", []):
-                if isinstance(schedule, WarmupCosine):
+                if isinstance(schedule, WarmupDecay):
                     schedule.time_progress = min(1.0, elapsed / max(elapsed + remaining, 1e-9))
 
 

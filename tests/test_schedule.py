@@ -1,23 +1,36 @@
-"""The LR schedule: warm-up, cosine decay by steps, and decay that follows trainer.max_time."""
+"""The LR schedule: warm-up, cosine or linear decay by steps, and decay that follows trainer.max_time."""
 import math
+from types import SimpleNamespace
 
+import pytest
 import pytorch_lightning as pl
 import torch
 
-from asr.lightning import FollowTimeBudget, WarmupCosine
+from asr.config import DEFAULTS, merge
+from asr.errors import ASRError
+from asr.lightning import CTCModule, FollowTimeBudget, WarmupDecay
+from asr.text import build_tokenizer
 from asr.train import how_it_ended
 
 
 def test_warmup_then_cosine_to_final_by_steps():
-    schedule = WarmupCosine(warmup=10, total=110, final=0.1)
+    schedule = WarmupDecay(warmup=10, total=110, final=0.1)
     assert math.isclose(schedule(0), 0.1) and math.isclose(schedule(9), 1.0)
     assert math.isclose(schedule(10), 1.0)
     assert math.isclose(schedule(60), 0.1 + 0.9 * 0.5)  # half way through the decay
     assert math.isclose(schedule(110), 0.1) and math.isclose(schedule(500), 0.1)
 
 
+def test_linear_decay_is_a_straight_line_to_final():
+    schedule = WarmupDecay(warmup=10, total=110, final=0.1, shape="linear")
+    assert math.isclose(schedule(10), 1.0) and math.isclose(schedule(110), 0.1)
+    assert math.isclose(schedule(35), 0.1 + 0.9 * 0.75) and math.isclose(schedule(60), 0.1 + 0.9 * 0.5)
+    schedule.time_progress = 0.75  # the clock is ahead of the steps: it sets the pace, as for cosine
+    assert math.isclose(schedule(20), 0.1 + 0.9 * 0.25)
+
+
 def test_time_progress_takes_over_only_when_ahead_of_the_steps():
-    schedule = WarmupCosine(warmup=10, total=110, final=0.1)
+    schedule = WarmupDecay(warmup=10, total=110, final=0.1)
     schedule.time_progress = 0.25
     assert math.isclose(schedule(85), 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.75)))  # steps ahead
     assert math.isclose(schedule(20), 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25)))  # time ahead
@@ -41,7 +54,7 @@ class _Tiny(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.SGD(self.parameters(), lr=1.0)
-        schedule = WarmupCosine(warmup=5, total=10**9, final=0.05)  # by steps it would barely decay
+        schedule = WarmupDecay(warmup=5, total=10**9, final=0.05)  # by steps it would barely decay
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -66,3 +79,16 @@ def test_the_end_line_says_steps_without_a_clock(tmp_path):
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(_Tiny())
     assert how_it_ended(trainer) == "training ended at step 7 of 7"
+
+
+def test_optim_decay_reaches_the_schedule_and_rejects_unknown_shapes():
+    def module(decay):
+        config = merge(DEFAULTS, {"optim": {"decay": decay, "warmup_steps": 10}, "model": {"hidden": 8, "layers": 1}})
+        return CTCModule(config, build_tokenizer({"kind": "char"}, []))
+
+    linear = module("linear")
+    linear._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), estimated_stepping_batches=110)
+    schedule = linear.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
+    assert schedule.shape == "linear" and math.isclose(schedule(60), 0.02 + 0.98 * 0.5)
+    with pytest.raises(ASRError, match="decay must be cosine or linear, got 'step'"):
+        module("step")
