@@ -53,7 +53,7 @@ def cmd_synth(args):
 
 
 def cmd_train(args):
-    started = time.monotonic()  # before the heavy imports: "in all" means what a user waits for
+    started = time.monotonic()  # before the heavy imports (the interpreter's own start and exit add 1-5 s)
     from asr.config import load_config
     from asr.train import train
 
@@ -62,7 +62,8 @@ def cmd_train(args):
         config["init_from"] = args.init
     best = train(config, resume=args.resume)
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
-    logging.getLogger("asr").info("asr train: %d min %02d s in all, start-up included", minutes, seconds)
+    logging.getLogger("asr").info("asr train: %d min %02d s from the command's start to its last checkpoint",
+                                  minutes, seconds)
     print(f"best checkpoint: {best}")
 
 
