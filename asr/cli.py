@@ -55,15 +55,14 @@ def cmd_synth(args):
 def cmd_train(args):
     started = time.monotonic()  # before the heavy imports (the interpreter's own start and exit add 1-5 s)
     from asr.config import load_config
-    from asr.train import train
+    from asr.train import minutes_seconds, train
 
     config = load_config(args.config, args.overrides)
     if args.init:
         config["init_from"] = args.init
     best = train(config, resume=args.resume)
-    minutes, seconds = divmod(round(time.monotonic() - started), 60)
-    logging.getLogger("asr").info("asr train: %d min %02d s from the command's start to its last checkpoint",
-                                  minutes, seconds)
+    logging.getLogger("asr").info("asr train: %s from the command's start to its last checkpoint",
+                                  minutes_seconds(time.monotonic() - started))
     print(f"best checkpoint: {best}")
 
 

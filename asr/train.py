@@ -137,18 +137,24 @@ def train(config: dict, resume: bool = False) -> Path:
 def how_it_ended(trainer: pl.Trainer) -> str:
     """Where training stopped and how good the kept checkpoints were, in one line. Lightning's own last
     word can mislead: a run stopped by trainer.max_time in its third epoch still says "`max_epochs=3` reached"."""
+    line = f"training ended at step {trainer.global_step:,}"
     planned = trainer.estimated_stepping_batches  # inf when only the clock limits the run
-    line = f"training ended at step {trainer.global_step:,}" + (f" of {int(planned):,}" if math.isfinite(planned) else "")
+    if math.isfinite(planned):
+        line += f" of {int(planned):,}"
     timer = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.Timer)), None)
     if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
-        minutes, seconds = divmod(round(timer.time_elapsed()), 60)
-        line += f", stopped by trainer.max_time after {minutes} min {seconds:02d} s"
+        line += f", stopped by trainer.max_time after {minutes_seconds(timer.time_elapsed())}"
     best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     if best is not None:
         line += f"; val WER {100 * float(best):.1f}% in best.ckpt"
     if "val_wer" in trainer.callback_metrics:
         line += f", {100 * float(trainer.callback_metrics['val_wer']):.1f}% at the last validation"
     return line
+
+
+def minutes_seconds(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s"
 
 
 def make_tokenizer(config: dict):
