@@ -32,16 +32,18 @@ DEFAULTS = {
                  "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances
     # char_ctc_layer > 0 adds a character CTC head on that LSTM layer, trained with weight char_ctc_weight
     # beside the main head (hierarchical CTC): what lets large subword vocabularies learn quickly.
+    # merge: how a layer joins its two directions, concat (2H values) or sum (H: the next layer's input
+    # weights halve, as in DeepSpeech 2).
     "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1,
-              "char_ctc_layer": 0, "char_ctc_weight": 0.0},
+              "char_ctc_layer": 0, "char_ctc_weight": 0.0, "merge": "concat"},
     # last.ckpt is rewritten (atomically) every `last_every_n_steps` optimizer steps and at every epoch
     # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.
     "checkpoint": {"last_every_n_steps": 200},
     # After the warm-up the LR decays to final_lr_ratio x lr along a half cosine or a straight line (`decay`).
     "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02, "decay": "cosine"},
     # Passed to pytorch_lightning.Trainer, except gradient_clip_val, which CTCModule applies itself (in its NaN
-    # check, so that AdamW can run fused); "precision: auto" means 16-mixed on GPU, bf16-mixed on a
-    # CPU with native bf16 (AVX512-BF16/AMX), fp32 on other CPUs (asr.train.auto_precision).
+    # check, so that AdamW can run fused); "precision: auto" means 16-mixed on GPU, on a CPU with native
+    # bf16 (AVX512-BF16/AMX) bf16-mixed where a quick measurement finds it faster, else fp32 (asr.train.auto_precision).
     "trainer": {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",
                 "gradient_clip_val": 5.0, "log_every_n_steps": 20},
 }

@@ -69,17 +69,23 @@ def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tenso
 
 
 class BiLSTMLayer(nn.Module):
-    """One bidirectional layer on a padded batch: (B, T, D), (B,) -> (B, T, 2H)."""
+    """One bidirectional layer on a padded batch: (B, T, D), (B,) -> (B, T, 2H), or (B, T, H) when the
+    two directions are summed (`merge="sum"`, as DeepSpeech 2 and deepspeech.pytorch do)."""
 
-    def __init__(self, input_size: int, hidden: int):
+    def __init__(self, input_size: int, hidden: int, merge: str = "concat"):
         super().__init__()
+        if merge not in ("concat", "sum"):
+            raise ValueError(f"merge must be concat or sum, got {merge!r}")
+        self.merge = merge
+        self.out_dim = 2 * hidden if merge == "concat" else hidden
         self.fwd = nn.LSTM(input_size, hidden, batch_first=True)
         self.bwd = nn.LSTM(input_size, hidden, batch_first=True)
 
     def forward(self, x, lengths):
         forward, _ = self.fwd(x)
         backward, _ = self.bwd(reverse_within_length(x, lengths))
-        return torch.cat([forward, reverse_within_length(backward, lengths)], dim=-1)
+        backward = reverse_within_length(backward, lengths)
+        return torch.cat([forward, backward], dim=-1) if self.merge == "concat" else forward + backward
 
 
 class BiLSTMCTC(nn.Module):
@@ -87,21 +93,22 @@ class BiLSTMCTC(nn.Module):
 
     def __init__(self, vocab_size: int, n_mels: int = 80, subsample: str = "stack", subsample_factor: int = 4,
                  hidden: int = 320, layers: int = 3, dropout: float = 0.1, char_ctc_layer: int = 0,
-                 char_vocab_size: int = 0):
+                 char_vocab_size: int = 0, merge: str = "concat"):
         super().__init__()
         sub = {"stack": StackSubsampling, "conv": ConvSubsampling}[subsample]
         self.subsample = sub(n_mels, subsample_factor)
-        sizes = [self.subsample.out_dim] + [2 * hidden] * (layers - 1)
-        self.lstm = nn.ModuleList(BiLSTMLayer(size, hidden) for size in sizes)
+        width = 2 * hidden if merge == "concat" else hidden  # each layer's output size
+        sizes = [self.subsample.out_dim] + [width] * (layers - 1)
+        self.lstm = nn.ModuleList(BiLSTMLayer(size, hidden, merge) for size in sizes)
         self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(2 * hidden, vocab_size)
+        self.proj = nn.Linear(width, vocab_size)
         if not 0 <= char_ctc_layer <= layers or (char_ctc_layer and char_vocab_size < 2):
             raise ValueError(f"char_ctc_layer must be 0 (off) or 1..{layers} with a character vocabulary, "
                              f"got {char_ctc_layer}")
         # Hierarchical CTC (Sanabria & Metze 2018): a character head on an inner layer, trained only. It
         # teaches the lower layers letters early, so the top layer's large subword units learn fast.
         self.char_ctc_layer = char_ctc_layer
-        self.char_proj = nn.Linear(2 * hidden, char_vocab_size) if char_ctc_layer else None
+        self.char_proj = nn.Linear(width, char_vocab_size) if char_ctc_layer else None
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, with_char_logits: bool = False):
         """-> logits (B, T', vocab), lengths (B,); and char logits (B, T', chars) if asked for."""

@@ -1,6 +1,8 @@
 """`asr train`: build the tokenizer, data, module and Lightning Trainer from a config, then fit."""
 import logging
 import math
+import os
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -22,8 +24,8 @@ log = logging.getLogger("asr")
 def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
     trainer_cfg = dict(config["trainer"])
     trainer_cfg.pop("gradient_clip_val", None)  # CTCModule clips, in the same pass as its NaN check
-    if trainer_cfg.get("precision") == "auto":
-        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"))
+    if trainer_cfg.get("precision") == "auto":  # train() has decided already; this is for other callers
+        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"), measure=False)
     if config["logger"] == "tensorboard":
         logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
     else:
@@ -44,17 +46,46 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
         raise ASRError(f"config section 'trainer': {e}") from None
 
 
-def auto_precision(accelerator: str = "auto") -> str:
+def auto_precision(accelerator: str = "auto", hidden: int = 256, measure: bool = True) -> str:
     """16-mixed on GPU: under bf16 autocast cuDNN's LSTM silently runs in fp16 without any loss
     scaling, so fp16 with loss scaling is the safe mixed precision for this model. On a CPU with
-    native bf16 dot products (AVX512-BF16 or AMX), bf16-mixed: oneDNN's LSTM step is 1.24x faster
-    and the demo trains 1.15x faster end to end (scripts/bench_lstm.py --dtype bf16; BENCHMARKS.md).
-    Elsewhere bf16 is emulated and slower: fp32."""
+    native bf16 dot products (AVX512-BF16 or AMX), bf16-mixed if it trains the LSTM faster here, which
+    the CPU's flags cannot tell: oneDNN's bf16 LSTM step is 1.24x faster on an AMD EPYC with
+    AVX512-BF16, but its backward is 1.8x slower on an Intel Xeon with AMX, where bf16 made the demo's
+    step 1.32x slower (BENCHMARKS.md). So a quick measurement decides; without one (`measure=False`:
+    distributed runs, whose ranks must not decide differently) fp32. Elsewhere bf16 is emulated: fp32."""
     if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
         return "16-mixed"
     native_bf16 = any(getattr(torch.cpu, name, lambda: False)()
                       for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return "bf16-mixed" if native_bf16 else "32-true"
+    if not (native_bf16 and measure):
+        return "32-true"
+    fp32, bf16 = lstm_step_seconds(hidden, bf16=False), lstm_step_seconds(hidden, bf16=True)
+    log.info("precision auto: an LSTM layer's training step takes %.1f ms in fp32, %.1f ms in bf16 on this CPU",
+             1000 * fp32, 1000 * bf16)
+    return "bf16-mixed" if bf16 < 0.95 * fp32 else "32-true"  # a tie goes to fp32, the exact one
+
+
+def is_distributed(trainer_cfg: dict) -> bool:
+    """More than one process: launched by torchrun/SLURM, or asked of Lightning in the config."""
+    return (int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(trainer_cfg.get("num_nodes", 1)) > 1
+            or str(trainer_cfg.get("devices", "auto")) not in ("1", "auto"))
+
+
+def lstm_step_seconds(hidden: int, bf16: bool, batch: int = 6, frames: int = 85, repeats: int = 3) -> float:
+    """The fastest of `repeats` forward+backward passes of one LSTM layer shaped like the model's upper
+    layers, on a batch like the demo's (6 utterances of 3.4 s after x4 subsampling). About 0.1 s."""
+    with torch.random.fork_rng(devices=[]):  # the run's seeded random stream is left as it was
+        lstm = torch.nn.LSTM(2 * hidden, hidden, batch_first=True)
+        x = torch.randn(batch, frames, 2 * hidden, requires_grad=True)
+    times = []
+    for _ in range(repeats + 1):  # the first pass pays oneDNN's one-off set-up
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, _ = lstm(x)
+        out.float().sum().backward()
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -112,6 +143,8 @@ def train(config: dict, resume: bool = False) -> Path:
     if resume:  # the run goes on with the tokenizer and model its checkpoint was trained with
         saved = read_checkpoint(last)["asr"]  # weights only: a file that carries code is refused here
         adopt_checkpoint_model(config, saved["config"])
+        if config["trainer"].get("precision") == "auto":  # the run goes on in the precision it chose at its start
+            config["trainer"]["precision"] = saved["config"]["trainer"].get("precision", "auto")
         module = CTCModule(config, tokenizer_from_dict(saved["tokenizer"]))
     elif config.get("init_from"):
         module = pretrained_module(config)
@@ -119,6 +152,10 @@ def train(config: dict, resume: bool = False) -> Path:
         module = CTCModule(config, make_tokenizer(config))
     data = SpeechDataModule(config["data"], module.tokenizer, module.model.subsample.output_lengths,
                             seed=config["seed"])
+    trainer_cfg = config["trainer"]
+    if trainer_cfg.get("precision") == "auto":  # decided once, then saved in config.yaml and every checkpoint
+        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"), config["model"]["hidden"],
+                                                  measure=not is_distributed(trainer_cfg))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     trainer = build_trainer(config, out_dir)

@@ -25,9 +25,10 @@ def test_bad_override_names_the_problem():
         apply_override({"seed": 0}, "seed.x=1")
 
 
-def test_auto_precision_never_picks_bf16_for_a_cuda_lstm(monkeypatch):
+def test_auto_precision_never_picks_bf16_for_a_cuda_lstm_and_measures_on_a_bf16_cpu(monkeypatch):
     import torch
 
+    import asr.train
     from asr.train import auto_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -37,4 +38,26 @@ def test_auto_precision_never_picks_bf16_for_a_cuda_lstm(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert auto_precision("auto") == "32-true"  # emulated bf16 would be slower than fp32
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    # Native bf16: a measurement decides, since oneDNN's bf16 LSTM is faster on some such CPUs, slower on others.
+    step_ms = {False: 10.0, True: 8.0}
+    monkeypatch.setattr(asr.train, "lstm_step_seconds", lambda hidden, bf16: step_ms[bf16] / 1000)
     assert auto_precision("cpu") == "bf16-mixed"
+    step_ms[True] = 13.0
+    assert auto_precision("cpu") == "32-true"
+    step_ms[True] = 8.0
+    assert auto_precision("cpu", measure=False) == "32-true"  # distributed ranks must not decide apart
+
+
+def test_precision_probe_times_an_lstm_step_and_leaves_the_random_stream_alone():
+    import torch
+
+    from asr.train import is_distributed, lstm_step_seconds
+
+    torch.manual_seed(1)
+    expected = torch.rand(3)
+    torch.manual_seed(1)
+    seconds = lstm_step_seconds(hidden=32, bf16=False, batch=2, frames=10)
+    assert 0 < seconds < 5
+    assert torch.equal(torch.rand(3), expected)
+    assert not is_distributed({"devices": 1}) and not is_distributed({"devices": "auto"})
+    assert is_distributed({"devices": 2}) and is_distributed({"num_nodes": 2})

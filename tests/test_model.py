@@ -4,11 +4,13 @@ import torch
 from asr.model import BiLSTMCTC
 
 
-@pytest.mark.parametrize("subsample,factor", [("stack", 4), ("stack", 2), ("conv", 4)])
-def test_padded_batch_equals_each_utterance_alone(subsample, factor):
+@pytest.mark.parametrize("subsample,factor,merge", [("stack", 4, "concat"), ("stack", 2, "concat"), ("conv", 4, "concat"),
+                                                    ("stack", 4, "sum")])
+def test_padded_batch_equals_each_utterance_alone(subsample, factor, merge):
     """The backward LSTM must start at each utterance's own end, never on padding."""
     torch.manual_seed(0)
-    model = BiLSTMCTC(vocab_size=29, n_mels=80, subsample=subsample, subsample_factor=factor, hidden=32, layers=2).eval()
+    model = BiLSTMCTC(vocab_size=29, n_mels=80, subsample=subsample, subsample_factor=factor, hidden=32, layers=2,
+                      merge=merge).eval()
     lengths = torch.tensor([97, 64, 33])
     feats = torch.randn(3, 97, 80) * (torch.arange(97)[None, :, None] < lengths[:, None, None])
     with torch.no_grad():
@@ -34,6 +36,23 @@ def test_output_lengths_and_shapes():
     assert logits.shape == (2, 26, 29)
     assert lens.tolist() == [26, 15]
     assert model.subsample.output_lengths(torch.tensor([101, 57])).tolist() == [26, 15]
+
+
+def test_summed_directions_halve_the_layer_width():
+    """model.merge=sum adds the two directions (as DeepSpeech 2 does): each layer hands on H values, not 2H."""
+    torch.manual_seed(0)
+    model = BiLSTMCTC(vocab_size=29, hidden=16, layers=2, merge="sum", char_ctc_layer=1, char_vocab_size=39).eval()
+    assert model.lstm[1].fwd.input_size == 16 and model.proj.in_features == 16 and model.char_proj.in_features == 16
+    feats, lengths = torch.randn(2, 101, 80), torch.tensor([101, 57])
+    layer = model.lstm[0]
+    x, sub_lens = model.subsample(feats, lengths)
+    with torch.no_grad():
+        concat = BiLSTMCTC(vocab_size=29, hidden=16, layers=2).lstm[0]
+        concat.load_state_dict(layer.state_dict())
+        both = concat(x, sub_lens)  # (B, T', 2H): forward then backward
+        assert torch.allclose(layer(x, sub_lens), both[..., :16] + both[..., 16:], atol=1e-6)
+    with pytest.raises(ValueError, match="merge"):
+        BiLSTMCTC(vocab_size=29, hidden=16, layers=2, merge="mean")
 
 
 @pytest.mark.parametrize("subsample,factor", [("stack", 4), ("stack", 2), ("conv", 4)])

@@ -27,8 +27,9 @@ def write_config(tmp_path: Path, manifest, name: str) -> Path:
         "model": {"hidden": 48, "layers": 1, "subsample_factor": 4, "dropout": 0.1},
         "checkpoint": {"last_every_n_steps": 3},  # coprime with the epoch length: mid-epoch checkpoints
         "optim": {"lr": 3e-3, "warmup_steps": 5},
+        # precision pinned: `auto` decides by a timing, which two separate runs need not agree on
         "trainer": {"max_epochs": 8, "enable_progress_bar": False, "enable_model_summary": False,
-                    "log_every_n_steps": 1, "accelerator": "cpu"},
+                    "log_every_n_steps": 1, "accelerator": "cpu", "precision": "32-true"},
     }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -83,6 +84,30 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_corpus, tmp_p
         assert torch.allclose(res["state_dict"][key], value, atol=1e-5), key
     ref_opt, res_opt = ref["optimizer_states"][0]["state"], res["optimizer_states"][0]["state"]
     assert all(torch.allclose(res_opt[k]["exp_avg"], ref_opt[k]["exp_avg"], atol=1e-6) for k in ref_opt)
+
+
+def test_resume_keeps_the_precision_auto_chose(tiny_corpus, tmp_path, monkeypatch):
+    """precision: auto is decided by a measurement at the run's start, saved with the run's config, and a
+    resumed run keeps it rather than measuring again (a busy machine might decide otherwise)."""
+    import asr.train
+    from asr.config import DEFAULTS, merge
+    from conftest import OVERFIT_CONFIG
+
+    config = merge(DEFAULTS, OVERFIT_CONFIG)
+    config["out_dir"] = str(tmp_path / "run")
+    manifest = str(tiny_corpus[1]["train"])
+    config["data"].update(train=manifest, val=manifest, max_batch_seconds=200, num_workers=0)
+    config["trainer"].update(max_epochs=1, precision="auto", accelerator="cpu")
+    monkeypatch.setattr(asr.train, "auto_precision", lambda *args, **kwargs: "bf16-mixed")
+    asr.train.train(merge(config, {}))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["asr"]["config"]["trainer"]["precision"] == "bf16-mixed"
+    monkeypatch.setattr(asr.train, "auto_precision", lambda *args, **kwargs: "32-true")
+    config["trainer"]["max_epochs"] = 2
+    asr.train.train(config, resume=True)
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["epoch"] == 1 and resumed["asr"]["config"]["trainer"]["precision"] == "bf16-mixed"
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
