@@ -77,7 +77,6 @@ class BiLSTMLayer(nn.Module):
         if merge not in ("concat", "sum"):
             raise ValueError(f"merge must be concat or sum, got {merge!r}")
         self.merge = merge
-        self.out_dim = 2 * hidden if merge == "concat" else hidden
         self.fwd = nn.LSTM(input_size, hidden, batch_first=True)
         self.bwd = nn.LSTM(input_size, hidden, batch_first=True)
 

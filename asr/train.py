@@ -73,8 +73,9 @@ def is_distributed(trainer_cfg: dict) -> bool:
 
 
 def lstm_step_seconds(hidden: int, bf16: bool, batch: int = 6, frames: int = 85, repeats: int = 3) -> float:
-    """The fastest of `repeats` forward+backward passes of one LSTM layer shaped like the model's upper
-    layers, on a batch like the demo's (6 utterances of 3.4 s after x4 subsampling). About 0.1 s."""
+    """The fastest of `repeats` forward+backward passes of one LSTM layer of `hidden` units (input 2 x hidden,
+    as above a concatenating layer) on a batch like the demo's (6 utterances of 3.4 s after x4 subsampling).
+    About 0.1 s for each precision."""
     with torch.random.fork_rng(devices=[]):  # the run's seeded random stream is left as it was
         lstm = torch.nn.LSTM(2 * hidden, hidden, batch_first=True)
         x = torch.randn(batch, frames, 2 * hidden, requires_grad=True)
