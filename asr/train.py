@@ -22,10 +22,9 @@ log = logging.getLogger("asr")
 
 
 def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
+    resolve_precision(config)  # train() has done it already; this is for other callers
     trainer_cfg = dict(config["trainer"])
     trainer_cfg.pop("gradient_clip_val", None)  # CTCModule clips, in the same pass as its NaN check
-    if trainer_cfg.get("precision") == "auto":  # train() has decided already; this is for other callers
-        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"), measure=False)
     if config["logger"] == "tensorboard":
         logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
     else:
@@ -44,6 +43,15 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
         )
     except (TypeError, ValueError, MisconfigurationException) as e:
         raise ASRError(f"config section 'trainer': {e}") from None
+
+
+def resolve_precision(config: dict) -> None:
+    """Replace `trainer.precision: auto` in `config` with what auto_precision picks for this machine. Once
+    per run: the choice is then saved in config.yaml and every checkpoint, and a resume keeps it."""
+    trainer_cfg = config["trainer"]
+    if trainer_cfg.get("precision") == "auto":
+        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"), config["model"]["hidden"],
+                                                  measure=not is_distributed(trainer_cfg))
 
 
 def auto_precision(accelerator: str = "auto", hidden: int = 256, measure: bool = True) -> str:
@@ -153,10 +161,7 @@ def train(config: dict, resume: bool = False) -> Path:
         module = CTCModule(config, make_tokenizer(config))
     data = SpeechDataModule(config["data"], module.tokenizer, module.model.subsample.output_lengths,
                             seed=config["seed"])
-    trainer_cfg = config["trainer"]
-    if trainer_cfg.get("precision") == "auto":  # decided once, then saved in config.yaml and every checkpoint
-        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"), config["model"]["hidden"],
-                                                  measure=not is_distributed(trainer_cfg))
+    resolve_precision(config)  # decided once, then saved in config.yaml and every checkpoint
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     trainer = build_trainer(config, out_dir)

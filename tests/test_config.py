@@ -61,3 +61,22 @@ def test_precision_probe_times_an_lstm_step_and_leaves_the_random_stream_alone()
     assert torch.equal(torch.rand(3), expected)
     assert not is_distributed({"devices": 1}) and not is_distributed({"devices": "auto"})
     assert is_distributed({"devices": 2}) and is_distributed({"num_nodes": 2})
+
+
+def test_resolve_precision_measures_once_for_one_process_and_never_for_several(monkeypatch):
+    import asr.train
+    from asr.train import resolve_precision
+
+    calls = []
+    monkeypatch.setattr(asr.train, "auto_precision",
+                        lambda accelerator, hidden, measure: calls.append((hidden, measure)) or "bf16-mixed")
+    config = {"model": {"hidden": 48}, "trainer": {"precision": "auto", "devices": 1}}
+    resolve_precision(config)
+    resolve_precision(config)  # already decided: no second measurement
+    assert config["trainer"]["precision"] == "bf16-mixed" and calls == [(48, True)]
+    config = {"model": {"hidden": 48}, "trainer": {"precision": "auto", "devices": 2}}
+    resolve_precision(config)
+    assert calls[-1] == (48, False)
+    config = {"model": {"hidden": 48}, "trainer": {"precision": "16-mixed"}}
+    resolve_precision(config)
+    assert config["trainer"]["precision"] == "16-mixed" and len(calls) == 2
