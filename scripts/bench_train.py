@@ -14,11 +14,12 @@ training step.
   precision `asr train` would pick (`precision: auto`: 16-mixed on a GPU, measured on a CPU), then
   `CTCModule.on_before_optimizer_step` (its NaN check and clipping) and AdamW (fused unless 16-mixed).
 - baseline: as simple PyTorch recipes do: batches of a fixed count in random order padded to the
-  longest, fp32, log-mel computed on the CPU per utterance, one nn.LSTM(bidirectional) per layer on
+  longest, fp32 (TF32 allowed on a GPU, as for the optimized path), log-mel computed on the CPU per
+  utterance in the dataset (so in the same loader workers), one nn.LSTM(bidirectional) per layer on
   packed sequences (directions summed between layers where the config says merge: sum, as
   deepspeech.pytorch does), same sizes, CTC loss (no character head: less work than the optimized
-  path does where the config has one), AdamW, clipping; the same loader workers; batch count chosen
-  for the same mean audio per step.
+  path does where the config has one), AdamW, clipping; batch count chosen for the same mean audio
+  per step.
 
 Reported per path: audio seconds trained per wall second (x real time), utterances/s, share of padded
 frames, peak GPU memory, and achieved TFLOP/s with FLOPs counted as:
