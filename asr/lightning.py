@@ -60,6 +60,7 @@ class CTCModule(pl.LightningModule):
         self._val_sums = torch.zeros(4)  # word errors, words, char errors, chars
         self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
         self._skipped_in_a_row = 0
+        self._epoch_batches = torch.zeros(2)  # training batches this epoch: run, and with readable audio
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, with_char_logits: bool = False):
         """(B, S) waveforms, (B,) sample counts -> (B, T', V) logits, (B,) frame counts; and the
@@ -87,9 +88,14 @@ class CTCModule(pl.LightningModule):
         return F.ctc_loss(log_probs, targets, out_lens, target_lens, blank=BLANK,
                           reduction="mean", zero_infinity=True)
 
+    def on_train_epoch_start(self):
+        self._epoch_batches = torch.zeros(2, device=self.device)
+
     def training_step(self, batch, batch_idx):
+        self._epoch_batches[0] += 1
         if not batch["ids"]:
             return None  # every file in this batch failed to decode (already logged): skip the step
+        self._epoch_batches[1] += 1
         logits, out_lens, char_logits = self(batch["audio"], batch["audio_lens"], with_char_logits=True)
         loss = self.ctc_loss(logits, out_lens, batch["targets"], batch["target_lens"])
         if self.char_ctc_weight and char_logits is not None:
@@ -168,8 +174,18 @@ class CTCModule(pl.LightningModule):
         hyps = greedy_decode(logits, out_lens, self.tokenizer)
         self._val_sums += torch.tensor(error_counts(batch["texts"], hyps), dtype=torch.float64, device=self.device)
 
+    def on_train_epoch_end(self):
+        """A whole epoch without one readable file is a failed run, not a model: stop and say so."""
+        run, readable = self.trainer.strategy.reduce(self._epoch_batches, reduce_op="sum").tolist()  # all ranks
+        if run and not readable:
+            raise ASRError(f"{self.config['data']['train']}: no training audio could be read in epoch "
+                           f"{self.current_epoch} ({int(run)} batches, every file failed; see the messages above)")
+
     def on_validation_epoch_end(self):
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")  # all ranks' counts
+        if sums[1] == 0 and not self.trainer.sanity_checking:  # a WER of 0/0 would pass for a perfect score
+            raise ASRError(f"{self.config['data']['val']}: no validation utterance could be scored (every file "
+                           f"failed to load or had an empty transcript; see the messages above)")
         self.log("val_wer", (sums[0] / sums[1].clamp(min=1)).float(), prog_bar=True)
         self.log("val_cer", (sums[2] / sums[3].clamp(min=1)).float())
 

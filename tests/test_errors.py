@@ -367,3 +367,28 @@ def test_train_with_only_unusable_rows_fails_cleanly(tiny_corpus, tmp_path, run_
     assert_one_line_error(code, err, tmp_path / "train.jsonl", "no usable utterances",
                           "characters outside the vocabulary", "label longer than the subsampled frames")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def _unreadable(rows, tmp_path):
+    return [{**row, "audio": str(tmp_path / f"gone-{i}.flac")} for i, row in enumerate(rows)]
+
+
+def test_train_whose_audio_is_all_unreadable_fails_instead_of_training_nothing(tiny_corpus, tmp_path, run_cli,
+                                                                                caplog):
+    """The manifest is fine, but every file it names is gone: each is reported, then the run fails (it used
+    to 'finish' with no step trained)."""
+    config = _train_config(tmp_path, tiny_corpus, _unreadable(read_manifest(tiny_corpus[1]["train"]), tmp_path))
+    caplog.set_level(logging.WARNING, logger="asr")
+    code, _, err = run_cli("train", "--config", config)
+    assert any("gone-0.flac: audio file not found" in r.getMessage() for r in caplog.records)
+    assert_one_line_error(code, err, tmp_path / "train.jsonl", "no training audio could be read")
+
+
+def test_train_whose_validation_audio_is_all_unreadable_fails_instead_of_scoring_0_percent(tiny_corpus, tmp_path,
+                                                                                          run_cli):
+    """A WER of 0 errors in 0 words used to be logged as 0.0% and kept as the best checkpoint."""
+    val = write_manifest(tmp_path / "val.jsonl", _unreadable(read_manifest(tiny_corpus[1]["dev"]), tmp_path))
+    config = _train_config(tmp_path, tiny_corpus, read_manifest(tiny_corpus[1]["train"]))
+    code, _, err = run_cli("train", "--config", config, f"data.val={val}")
+    assert_one_line_error(code, err, val, "no validation utterance could be scored")
+    assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
