@@ -80,9 +80,13 @@ def cmd_evaluate(args):
     rows = read_eval_data(args.data)
     out = args.out or Path(args.checkpoint).resolve().parent.parent / f"eval-{Path(args.data).stem}"
     summary = evaluate(recognizer, rows, out, log=lambda m: print(m, file=sys.stderr))
+    if not summary["words"]:  # 0 errors in 0 words is no score at all, not 0% WER
+        empty = len(rows) - summary["failed"]
+        why = [f"{summary['failed']} failed to load"] * bool(summary["failed"]) + [f"{empty} with no words"] * bool(empty)
+        raise ASRError(f"{args.data}: nothing to score ({len(rows)} utterances: {', '.join(why)})")
     print(f"WER {100 * summary['wer']:.2f}%  CER {100 * summary['cer']:.2f}%  "
           f"({summary['utterances']} utterances, {summary['words']} words, {summary['failed']} failed)  -> {out}")
-    if summary["failed"] and (args.strict or not summary["utterances"]):
+    if summary["failed"] and args.strict:
         sys.exit(1)
 
 

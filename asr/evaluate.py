@@ -44,7 +44,7 @@ def evaluate(recognizer: Recognizer, rows: list[dict], out_dir, log=print) -> di
         per_utt.append(entry)
     word_err, words, char_err, chars = error_counts(refs, hyps)
     summary = {
-        "wer": word_err / max(words, 1), "cer": char_err / max(chars, 1),
+        "wer": word_err / words if words else None, "cer": char_err / chars if chars else None,  # None: nothing scored
         "utterances": len(refs), "words": words, "word_errors": word_err, "chars": chars, "char_errors": char_err,
         "failed": len(failed), "failures": failed,
         "normalization": "asr.text.normalize: ASCII, upper case, punctuation removed except in-word apostrophes",

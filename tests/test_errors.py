@@ -256,6 +256,17 @@ def test_evaluate_reports_bad_rows_and_scores_the_rest(bad_audio, ckpt, tiny_cor
     assert code == 1
 
 
+def test_evaluate_with_nothing_to_score_fails_instead_of_printing_0_percent(bad_audio, ckpt, tiny_corpus, tmp_path,
+                                                                            run_cli):
+    good = read_manifest(tiny_corpus[1]["train"])[0]
+    rows = [{"id": "missing", "audio": str(bad_audio["missing"]), "text": "HELLO"}, {**good, "text": "..."}]
+    manifest = write_manifest(tmp_path / "nothing.jsonl", rows)
+    code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev")
+    assert_one_line_error(code, err, manifest, "nothing to score", "1 failed to load", "1 with no words")
+    assert "WER" not in out
+    assert json.loads((tmp_path / "ev" / "summary.json").read_text())["wer"] is None  # written, not faked as 0
+
+
 # ---------------------------------------------------------------------------- evaluate --data
 
 
