@@ -73,6 +73,8 @@ def tune_lm(recognizer: Recognizer, rows: list[dict], lm, lexicon=None, lm_weigh
             log(f"skipped: {e}")
     if not waves:
         raise ASRError("tune-lm: no readable utterances in the data")
+    if not any(refs):  # every WER would be 0 errors in 0 words
+        raise ASRError("tune-lm: no utterance in the data has a transcript to score against")
     emissions = recognizer.batched_logits(waves)
     greedy_wer = _wer(refs, [recognizer.decoder(e).text for e in emissions])
     log(f"greedy: WER {100 * greedy_wer:.2f}%")

@@ -77,6 +77,19 @@ def test_bad_lm_on_the_command_line_fails_before_decoding(overfit_run, tiny_corp
     assert code == 1 and err.startswith(f"error: {junk}: not a language model") and err.count("\n") == 1
 
 
+def test_tune_lm_with_no_transcripts_fails_instead_of_tuning_on_0_words(overfit_run, tiny_corpus, train_arpa,
+                                                                          run_cli, tmp_path):
+    from asr.data.manifest import write_manifest
+
+    _, best = overfit_run
+    rows = [{**row, "text": "--"} for row in read_manifest(tiny_corpus[1]["train"])[:2]]  # normalises to nothing
+    data = write_manifest(tmp_path / "untranscribed.jsonl", rows)
+    code, out, err = run_cli("tune-lm", "--checkpoint", best, "--data", data, "--lm", train_arpa, "--out",
+                             tmp_path / "decoding.yaml")
+    assert code == 1 and "no utterance in the data has a transcript" in err and err.count("\n") == 1
+    assert not (tmp_path / "decoding.yaml").exists()
+
+
 def test_prepare_lm_downloads_and_verifies(server, tmp_path, monkeypatch):
     good, bad = b"\\data\\\nngram 1=1\n" * 1000, b"lexicon\n" * 100
     monkeypatch.setattr(lm_files, "FILES", {
