@@ -189,3 +189,18 @@ def test_best_checkpoint_keeps_the_later_model_on_a_tie(tmp_path):
     trainer.fit(_ScriptedWER(wers))
     assert best.best_model_path == str(tmp_path / "best.ckpt") and sorted(os.listdir(tmp_path)) == ["best.ckpt"]
     assert torch.load(best.best_model_path, weights_only=False)["epoch"] == 3  # Lightning's own keeps epoch 1
+
+
+@pytest.mark.parametrize("accumulate,epoch,global_step,expected", [
+    (1, 1, 13, (1, 3)),   # 10 steps an epoch: 3 batches into epoch 1
+    (4, 1, 4, (1, 4)),    # 10 batches, 4 per step: 3 steps an epoch (the last one on 2 batches)
+    (4, 1, 5, (1, 8)),
+    (4, 1, 3, None),      # the end of epoch 0: epoch 1 starts from its beginning
+    (4, 2, 6, None),
+])
+def test_resume_point_counts_the_short_last_step_of_an_accumulating_epoch(accumulate, epoch, global_step, expected):
+    from asr.data.loader import SpeechDataModule
+
+    data = SpeechDataModule({}, None, None)
+    data.load_state_dict({"epoch": epoch, "global_step": global_step, "accumulate": accumulate})
+    assert data._resume_point(10) == expected

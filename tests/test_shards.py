@@ -57,3 +57,36 @@ def test_training_streams_from_shards(shards, tiny_corpus, tmp_path, run_cli):
 
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2 * len(stream(shards, 0, 1))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_mid_epoch_resume_skips_batches_in_that_epoch_only(shards, workers):
+    """Each epoch's loader workers get a copy of the stream: a skip left set in it would cut every later epoch."""
+    from asr.data.loader import ResumableLoader
+
+    s = stream(shards, 0, 1)
+    s.epoch, s.resume = 0, (0, 2)  # as SpeechDataModule sets it when resuming 2 batches into epoch 0
+    loader = ResumableLoader(s, batch_size=None, num_workers=workers)
+    counts = []
+    for epoch in range(3):
+        s.set_epoch(epoch)  # the StreamEpoch callback
+        counts.append(sum(1 for _ in loader))
+    assert counts == [len(s) - 2, len(s), len(s)]
+
+
+def test_shards_without_one_usable_utterance_fail_instead_of_looping_for_ever(tmp_path):
+    import json
+
+    import webdataset as wds
+
+    from asr.errors import ASRError
+
+    with wds.TarWriter(str(tmp_path / "shard-000000.tar")) as sink:
+        for i in range(3):
+            sink.write({"__key__": f"u{i}", "flac": b"not audio" * 10,
+                        "json": {"id": f"u{i}", "text": "HELLO", "duration": 1.0}})
+    index = tmp_path / "shards.json"
+    index.write_text(json.dumps({"shards": [{"url": "shard-000000.tar", "utterances": 3, "seconds": 3.0,
+                                             "durations": [1.0] * 3}]}))
+    with pytest.raises(ASRError, match="shard-000000.tar: no usable utterance in these shards"):
+        list(stream(str(index), 0, 1))

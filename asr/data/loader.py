@@ -1,5 +1,6 @@
 """Dataset, duration-bucketing batch sampler, collate and the LightningDataModule."""
 import logging
+import math
 import random
 
 import numpy as np
@@ -222,7 +223,7 @@ class SpeechDataModule(pl.LightningDataModule):
                              rank=rank, world=world)
         resume = self._resume_point(len(stream))
         if resume:
-            stream.epoch, stream.resume_batches = resume
+            stream.epoch, stream.resume = resume[0], resume
         workers = self.cfg.get("num_workers", 2)
         # Not persistent: each epoch's workers get a fresh copy of the stream with the new epoch number.
         return ResumableLoader(stream, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
@@ -258,7 +259,9 @@ class SpeechDataModule(pl.LightningDataModule):
         state, self._resume_state = getattr(self, "_resume_state", None), None
         if not state:
             return None
-        done = state["global_step"] * state["accumulate"] - state["epoch"] * steps_per_epoch
+        # Lightning also steps on an epoch's last batch, so an epoch is ceil(batches / accumulate) steps.
+        steps_before = state["epoch"] * math.ceil(steps_per_epoch / state["accumulate"])
+        done = (state["global_step"] - steps_before) * state["accumulate"]
         if not 0 < done < steps_per_epoch:
             return None  # the checkpoint is from an epoch's end: start the next epoch as usual
         log.info("resuming epoch %d after its first %d batches", state["epoch"], done)

@@ -20,7 +20,7 @@ import soundfile as sf
 import torch
 
 from asr.data.manifest import read_manifest
-from asr.errors import file_error
+from asr.errors import ASRError, file_error
 
 INDEX = "shards.json"
 BUFFER = 2000  # utterances gathered, sorted by duration and cut into batches at a time
@@ -89,7 +89,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         # running the bucketing on the durations in the index. A rank with fewer goes round its shards
         # again for the rest; in later epochs (other shard orders) a rank may also stop a batch or two early.
         self.batches_per_rank = max(self._count_batches(r) for r in range(world))
-        self.resume_batches = 0  # batches of the current epoch already trained (mid-epoch resume)
+        # (epoch, batches of it already trained) after a mid-epoch resume. Keyed by the epoch because
+        # every epoch's loader workers get a copy of this object: only that epoch may skip.
+        self.resume = (0, 0)
 
     def _count_batches(self, rank) -> int:
         by_url = {s["url"]: s for s in self.shards}
@@ -137,17 +139,21 @@ class ShardStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         quota = len(range(worker, self.batches_per_rank, workers))  # this worker's share of the epoch
-        skip = len(range(worker, self.resume_batches, workers))
-        self.resume_batches = 0
+        resume_epoch, resumed_batches = self.resume
+        skip = len(range(worker, resumed_batches, workers)) if resume_epoch == self.epoch else 0
         made = 0
         rng = random.Random(self.seed * 1000 + self.epoch * 10 + worker)
         while made < quota:
+            before = made
             for batch in self._batches(self.my_shards(), rng):
                 if made >= quota:
                     return
                 made += 1
                 if made > skip:
                     yield collate(batch)
+            if made == before:  # going round again would loop for ever
+                raise ASRError(f"{', '.join(self.my_shards())}: no usable utterance in these shards (every one "
+                               f"failed to decode or was skipped; see the messages above)")
 
     def _batches(self, urls, rng):
         buffer = []
