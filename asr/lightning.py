@@ -13,7 +13,7 @@ from asr.errors import ASRError
 from asr.features import (HOP_LENGTH, AddNoise, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames,
                           taper_edges)
 from asr.model import BiLSTMCTC
-from asr.text import BLANK, CharTokenizer, tokenizer_from_dict
+from asr.text import BLANK, CharTokenizer, normalize, tokenizer_from_dict
 
 # The character head of hierarchical CTC (model.char_ctc_layer): letters, space, apostrophe and digits,
 # whatever the main tokenizer is. Fixed, because its size is part of the weights.
@@ -93,8 +93,11 @@ class CTCModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         self._epoch_batches[0] += 1
-        if not batch["ids"]:
-            return None  # every file in this batch failed to decode (already logged): skip the step
+        if not batch["ids"]:  # every file in this batch failed to decode (already logged): skip the step
+            if self.trainer.world_size == 1:
+                return None
+            # Under DDP every rank must join the gradient all-reduce: a zero loss that touches every weight.
+            return sum(p.sum() for p in self.parameters()) * 0.0
         self._epoch_batches[1] += 1
         logits, out_lens, char_logits = self(batch["audio"], batch["audio_lens"], with_char_logits=True)
         loss = self.ctc_loss(logits, out_lens, batch["targets"], batch["target_lens"])
@@ -171,7 +174,7 @@ class CTCModule(pl.LightningModule):
         logits, out_lens = self(batch["audio"], batch["audio_lens"])
         loss = self.ctc_loss(logits, out_lens, batch["targets"], batch["target_lens"])
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=len(batch["ids"]))
-        hyps = greedy_decode(logits, out_lens, self.tokenizer)
+        hyps = [normalize(h) for h in greedy_decode(logits, out_lens, self.tokenizer)]  # as `asr evaluate` scores
         self._val_sums += torch.tensor(error_counts(batch["texts"], hyps), dtype=torch.float64, device=self.device)
 
     def on_train_epoch_end(self):
@@ -203,7 +206,8 @@ class CTCModule(pl.LightningModule):
                 group["fused"] = fused
 
         optimizer.register_load_state_dict_post_hook(keep_fused)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = self.trainer.estimated_stepping_batches  # inf when only trainer.max_time limits the run:
+        total = max(1, int(total)) if math.isfinite(total) else math.inf  # the decay then follows the clock alone
         schedule = WarmupDecay(opt_cfg["warmup_steps"], total, opt_cfg["final_lr_ratio"], self.decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -51,7 +51,14 @@ def test_two_process_ddp_ranks_see_disjoint_data_and_train(tiny_corpus, tmp_path
     script.write_text(SCRIPT)
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([sys.executable, str(script), str(tiny_corpus[1]["train"]), str(out)],
+    # One utterance whose file is gone, long enough to fill a batch alone: the rank that draws that empty
+    # batch must still join the gradient all-reduce, or the ranks' collectives fall out of step.
+    from asr.data.manifest import read_manifest, write_manifest
+
+    rows = read_manifest(tiny_corpus[1]["train"])
+    manifest = write_manifest(tmp_path / "train.jsonl", rows + [{**rows[0], "id": "gone", "duration": 7.9,
+                                                                 "audio": str(tmp_path / "gone.flac")}])
+    proc = subprocess.run([sys.executable, str(script), str(manifest), str(out)],
                           capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
                                                                             "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -61,4 +68,5 @@ def test_two_process_ddp_ranks_see_disjoint_data_and_train(tiny_corpus, tmp_path
     for epoch in (0, 1):
         ids = [{i for e, _, batch in r["seen"] if e == epoch for i in batch} for r in ranks]
         assert ids[0] and ids[1] and not ids[0] & ids[1]  # disjoint shares of the data
+    assert any(batch == [] for r in ranks for _, _, batch in r["seen"])  # the empty batch was trained through
     assert (out / "checkpoints" / "last.ckpt").is_file()
