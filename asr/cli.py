@@ -120,6 +120,11 @@ def cmd_transcribe(args):
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and args.format in ("srt", "vtt", "tsv") and len(args.files) > 1:
         raise ASRError(f"--format {args.format} with several files needs --output-dir (one file each)")
+    if out_dir is not None:  # one output per input, named by its stem: two inputs must not share one
+        stems = {}
+        for path in args.files:
+            if (other := stems.setdefault(Path(path).stem, path)) != path:
+                raise ASRError(f"{path}: same name as {other}: both would write {Path(path).stem}.* in {out_dir}")
     recognizer = Recognizer(args.checkpoint, args.device, decoding_overrides(args))
 
     def show(result):

@@ -178,10 +178,23 @@ def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Resu
                 on_result(results[shown])
             shown += 1
 
+    def failed(i: int, e: Exception):
+        message = str(e) if isinstance(e, ASRError) else str(file_error(paths[i], f"{type(e).__name__}: {e}"))
+        done(i, Result(str(paths[i]), error=message))
+
     def flush():
-        for (i, wave), hyp in zip(pending.items(), recognizer.transcribe_arrays(list(pending.values()))):
-            done(i, recognizer.result(paths[i], hyp, len(wave) / SAMPLE_RATE))
+        items = list(pending.items())
         pending.clear()
+        try:
+            hyps = recognizer.transcribe_arrays([wave for _, wave in items])
+        except Exception:  # one file (or the batch's size) broke the batch: go file by file, so only it fails
+            hyps = [None] * len(items)
+        for (i, wave), hyp in zip(items, hyps):
+            try:
+                hyp = hyp if hyp is not None else recognizer.transcribe_arrays([wave])[0]
+                done(i, recognizer.result(paths[i], hyp, len(wave) / SAMPLE_RATE))
+            except Exception as e:
+                failed(i, e)
 
     for i, p in enumerate(paths):
         try:
@@ -189,10 +202,8 @@ def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Resu
                 done(i, recognizer.result(p, recognizer.decoder(recognizer.long_file_logits(p)), _duration(p)))
             else:
                 pending[i] = load_audio(p)
-        except ASRError as e:
-            done(i, Result(str(p), error=str(e)))
-        except Exception as e:  # an unexpected decoder failure on one file must not lose the others
-            done(i, Result(str(p), error=str(file_error(p, f"{type(e).__name__}: {e}"))))
+        except Exception as e:  # an unreadable file, or an unexpected decoder failure: the others go on
+            failed(i, e)
         if sum(len(w) for w in pending.values()) > 4 * BATCH_SECONDS * SAMPLE_RATE:
             flush()
     flush()

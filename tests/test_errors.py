@@ -221,6 +221,40 @@ def test_transcribe_batch_reports_each_bad_file_and_goes_on(bad_audio, ckpt, goo
     assert code == 1
 
 
+def test_a_failure_inside_a_batch_loses_only_its_own_file(ckpt, tiny_corpus):
+    """The network or decoder failing on one file of a batch (say, out of memory on the longest) used to
+    lose every file of that batch; now the batch is retried file by file and only that one fails."""
+    from asr.transcribe import Recognizer, transcribe_files
+
+    paths = [row["audio"] for row in read_manifest(tiny_corpus[1]["train"])[:3]]
+    recognizer = Recognizer(ckpt, "cpu")
+    bad_length = len(__import__("asr.audio", fromlist=["load_audio"]).load_audio(paths[1]))
+    real = recognizer.transcribe_arrays
+
+    def breaks_on_one(waves):
+        if any(len(w) == bad_length for w in waves):
+            raise RuntimeError("CUDA out of memory")
+        return real(waves)
+
+    recognizer.transcribe_arrays = breaks_on_one
+    results = transcribe_files(recognizer, paths)
+    assert [bool(r.error) for r in results] == [False, True, False], [r.error for r in results]
+    assert results[1].error == f"{paths[1]}: RuntimeError: CUDA out of memory"
+    assert all(r.text for r in (results[0], results[2]))
+
+
+def test_transcribe_output_dir_refuses_two_inputs_with_one_name(ckpt, good_audio, tmp_path, run_cli):
+    import shutil
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(good_audio, tmp_path / sub / "clip.flac")
+    code, _, err = run_cli("transcribe", "--checkpoint", ckpt, "--output-dir", tmp_path / "out",
+                           tmp_path / "a" / "clip.flac", tmp_path / "b" / "clip.flac")
+    assert_one_line_error(code, err, tmp_path / "b" / "clip.flac", "same name as", tmp_path / "a" / "clip.flac")
+    assert not (tmp_path / "out").exists()
+
+
 def test_transcribe_a_folder_with_unreadable_files(bad_audio, ckpt, good_audio, tmp_path, run_cli):
     import shutil
 
