@@ -42,8 +42,9 @@ DEFAULTS = {
     # After the warm-up the LR decays to final_lr_ratio x lr along a half cosine or a straight line (`decay`).
     "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02, "decay": "cosine"},
     # Passed to pytorch_lightning.Trainer, except gradient_clip_val, which CTCModule applies itself (in its NaN
-    # check, so that AdamW can run fused); "precision: auto" means 16-mixed on GPU, on a CPU with native
-    # bf16 (AVX512-BF16/AMX) bf16-mixed where a quick measurement finds it faster, else fp32 (asr.train.auto_precision).
+    # check, so that AdamW can run fused); "precision: auto" means 16-mixed on GPU, on a CPU with native bf16
+    # (AVX512-BF16/AMX) bf16-mixed where the model's step, timed at the start, is faster in it, else fp32
+    # (asr.train.auto_precision).
     "trainer": {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",
                 "gradient_clip_val": 5.0, "log_every_n_steps": 20},
 }

@@ -11,10 +11,12 @@ import yaml
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from asr.audio import SAMPLE_RATE
 from asr.checkpoint import AtomicCheckpointIO, load_module, read_checkpoint
-from asr.data.loader import SpeechDataModule
+from asr.data.loader import DurationBatchSampler, SpeechDataModule
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
+from asr.features import num_frames
 from asr.lightning import CTCModule, FollowTimeBudget
 from asr.text import build_tokenizer, normalize, tokenizer_from_dict
 
@@ -45,31 +47,32 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
         raise ASRError(f"config section 'trainer': {e}") from None
 
 
-def resolve_precision(config: dict) -> None:
+def resolve_precision(config: dict, step_seconds=None) -> None:
     """Replace `trainer.precision: auto` in `config` with what auto_precision picks for this machine. Once
-    per run: the choice is then saved in config.yaml and every checkpoint, and a resume keeps it."""
+    per run: the choice is then saved in config.yaml and every checkpoint, and a resume keeps it.
+    `step_seconds(bf16)` times a training step (see model_step_seconds); distributed runs never measure."""
     trainer_cfg = config["trainer"]
     if trainer_cfg.get("precision") == "auto":
-        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"), config["model"]["hidden"],
-                                                  measure=not is_distributed(trainer_cfg))
+        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"),
+                                                  None if is_distributed(trainer_cfg) else step_seconds)
 
 
-def auto_precision(accelerator: str = "auto", hidden: int = 256, measure: bool = True) -> str:
+def auto_precision(accelerator: str = "auto", step_seconds=None) -> str:
     """16-mixed on GPU: under bf16 autocast cuDNN's LSTM silently runs in fp16 without any loss
     scaling, so fp16 with loss scaling is the safe mixed precision for this model. On a CPU with
-    native bf16 dot products (AVX512-BF16 or AMX), bf16-mixed if it trains the LSTM faster here, which
-    the CPU's flags cannot tell: oneDNN's bf16 LSTM step is 1.24x faster on an AMD EPYC with
-    AVX512-BF16, but its backward is 1.8x slower on an Intel Xeon with AMX, where bf16 made the demo's
-    step 1.32x slower (BENCHMARKS.md). So a quick measurement decides; without one (`measure=False`:
-    distributed runs, whose ranks must not decide differently) fp32. Elsewhere bf16 is emulated: fp32."""
+    native bf16 dot products (AVX512-BF16 or AMX), bf16-mixed if it trains this model faster here, which
+    neither the CPU's flags nor one LSTM layer can tell: on an Intel Xeon with AMX bf16 made the demo's
+    step 1.32x slower and FSDD's 1.3x faster (BENCHMARKS.md). So `step_seconds(bf16)`, the model's own
+    step on a batch of the run's shape, decides; without it (distributed runs, whose ranks must not
+    decide differently) fp32. Elsewhere bf16 is emulated: fp32."""
     if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
         return "16-mixed"
     native_bf16 = any(getattr(torch.cpu, name, lambda: False)()
                       for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    if not (native_bf16 and measure):
+    if not (native_bf16 and step_seconds):
         return "32-true"
-    fp32, bf16 = lstm_step_seconds(hidden, bf16=False), lstm_step_seconds(hidden, bf16=True)
-    log.info("precision auto: an LSTM layer's training step takes %.1f ms in fp32, %.1f ms in bf16 on this CPU",
+    fp32, bf16 = step_seconds(False), step_seconds(True)
+    log.info("precision auto: the model's training step takes %.1f ms in fp32, %.1f ms in bf16 on this CPU",
              1000 * fp32, 1000 * bf16)
     return "bf16-mixed" if bf16 < 0.95 * fp32 else "32-true"  # a tie goes to fp32, the exact one
 
@@ -80,21 +83,34 @@ def is_distributed(trainer_cfg: dict) -> bool:
             or str(trainer_cfg.get("devices", "auto")) not in ("1", "auto"))
 
 
-def lstm_step_seconds(hidden: int, bf16: bool, batch: int = 6, frames: int = 85, repeats: int = 3) -> float:
-    """The fastest of `repeats` forward+backward passes of one LSTM layer of `hidden` units (input 2 x hidden,
-    as above a concatenating layer) on a batch like the demo's (6 utterances of 3.4 s after x4 subsampling).
-    About 0.1 s for each precision."""
-    with torch.random.fork_rng(devices=[]):  # the run's seeded random stream is left as it was
-        lstm = torch.nn.LSTM(2 * hidden, hidden, batch_first=True)
-        x = torch.randn(batch, frames, 2 * hidden, requires_grad=True)
+def model_step_seconds(model: torch.nn.Module, n_mels: int, batch: int, frames: int, bf16: bool,
+                       repeats: int = 3) -> float:
+    """The fastest of `repeats` forward+backward passes of `model` on random features of shape (batch,
+    frames, n_mels): the run's typical batch (typical_batch). Leaves no gradients and no trace in the
+    random stream. About 3 steps' time for each precision."""
     times = []
-    for _ in range(repeats + 1):  # the first pass pays oneDNN's one-off set-up
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out, _ = lstm(x)
-        out.float().sum().backward()
-        times.append(time.perf_counter() - start)
+    with torch.random.fork_rng(devices=[]):  # dropout's draws: the run's seeded stream is left as it was
+        feats, lengths = torch.randn(batch, frames, n_mels), torch.full((batch,), frames)
+        for _ in range(repeats + 1):  # the first pass pays oneDNN's one-off set-up
+            start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits, _ = model(feats, lengths)
+            logits.float().sum().backward()
+            times.append(time.perf_counter() - start)
+    model.zero_grad(set_to_none=True)
     return min(times[1:])
+
+
+def typical_batch(data: SpeechDataModule) -> tuple[int, int]:
+    """(utterances, feature frames) of the median training batch by duration, or of a demo-like batch
+    when training streams from shards (no durations at hand)."""
+    data.setup("fit")
+    if data.train_rows is None:
+        return 6, 340
+    sampler = DurationBatchSampler([r["duration"] for r in data.train_rows], data.cfg["max_batch_seconds"])
+    batch = sorted(sampler.batches, key=len)[len(sampler.batches) // 2]
+    longest = max(data.train_rows[i]["duration"] for i in batch)
+    return len(batch), int(num_frames(torch.tensor(int(longest * SAMPLE_RATE))))
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -161,7 +177,10 @@ def train(config: dict, resume: bool = False) -> Path:
         module = CTCModule(config, make_tokenizer(config))
     data = SpeechDataModule(config["data"], module.tokenizer, module.model.subsample.output_lengths,
                             seed=config["seed"])
-    resolve_precision(config)  # decided once, then saved in config.yaml and every checkpoint
+    if config["trainer"].get("precision") == "auto":  # decided once, then saved in config.yaml and every checkpoint
+        batch, frames = typical_batch(data)
+        resolve_precision(config, lambda bf16: model_step_seconds(module.model, config["features"]["n_mels"], batch,
+                                                                  frames, bf16))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     trainer = build_trainer(config, out_dir)

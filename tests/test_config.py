@@ -28,37 +28,41 @@ def test_bad_override_names_the_problem():
 def test_auto_precision_never_picks_bf16_for_a_cuda_lstm_and_measures_on_a_bf16_cpu(monkeypatch):
     import torch
 
-    import asr.train
     from asr.train import auto_precision
 
+    step_ms = {False: 10.0, True: 8.0}
+    def probe(bf16):
+        return step_ms[bf16] / 1000
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert auto_precision("auto") == "16-mixed"  # cuDNN's LSTM under bf16 autocast runs fp16 unscaled
+    assert auto_precision("auto", probe) == "16-mixed"  # cuDNN's LSTM under bf16 autocast runs fp16 unscaled
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert auto_precision("auto") == "32-true"  # emulated bf16 would be slower than fp32
+    assert auto_precision("auto", probe) == "32-true"  # emulated bf16 would be slower than fp32
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     # Native bf16: a measurement decides, since oneDNN's bf16 LSTM is faster on some such CPUs, slower on others.
-    step_ms = {False: 10.0, True: 8.0}
-    monkeypatch.setattr(asr.train, "lstm_step_seconds", lambda hidden, bf16: step_ms[bf16] / 1000)
-    assert auto_precision("cpu") == "bf16-mixed"
+    assert auto_precision("cpu", probe) == "bf16-mixed"
     step_ms[True] = 13.0
-    assert auto_precision("cpu") == "32-true"
+    assert auto_precision("cpu", probe) == "32-true"
     step_ms[True] = 8.0
-    assert auto_precision("cpu", measure=False) == "32-true"  # distributed ranks must not decide apart
+    assert auto_precision("cpu", None) == "32-true"  # no measurement (distributed ranks must not decide apart)
 
 
-def test_precision_probe_times_an_lstm_step_and_leaves_the_random_stream_alone():
+def test_precision_probe_times_the_models_step_and_leaves_no_trace():
     import torch
 
-    from asr.train import is_distributed, lstm_step_seconds
+    from asr.model import BiLSTMCTC
+    from asr.train import is_distributed, model_step_seconds
 
+    model = BiLSTMCTC(vocab_size=29, hidden=16, layers=2, dropout=0.1)
     torch.manual_seed(1)
     expected = torch.rand(3)
     torch.manual_seed(1)
-    seconds = lstm_step_seconds(hidden=32, bf16=False, batch=2, frames=10)
+    seconds = model_step_seconds(model, 80, batch=2, frames=40, bf16=False)
     assert 0 < seconds < 5
-    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(torch.rand(3), expected)  # dropout's draws came from a forked stream
+    assert all(p.grad is None for p in model.parameters())
     assert not is_distributed({"devices": 1}) and not is_distributed({"devices": "auto"})
     assert is_distributed({"devices": 2}) and is_distributed({"num_nodes": 2})
 
@@ -69,14 +73,17 @@ def test_resolve_precision_measures_once_for_one_process_and_never_for_several(m
 
     calls = []
     monkeypatch.setattr(asr.train, "auto_precision",
-                        lambda accelerator, hidden, measure: calls.append((hidden, measure)) or "bf16-mixed")
+                        lambda accelerator, step_seconds: calls.append(step_seconds) or "bf16-mixed")
+    def probe(bf16):
+        return 0.01
+
     config = {"model": {"hidden": 48}, "trainer": {"precision": "auto", "devices": 1}}
-    resolve_precision(config)
-    resolve_precision(config)  # already decided: no second measurement
-    assert config["trainer"]["precision"] == "bf16-mixed" and calls == [(48, True)]
+    resolve_precision(config, probe)
+    resolve_precision(config, probe)  # already decided: no second measurement
+    assert config["trainer"]["precision"] == "bf16-mixed" and calls == [probe]
     config = {"model": {"hidden": 48}, "trainer": {"precision": "auto", "devices": 2}}
-    resolve_precision(config)
-    assert calls[-1] == (48, False)
+    resolve_precision(config, probe)
+    assert calls[-1] is None  # distributed: no measurement
     config = {"model": {"hidden": 48}, "trainer": {"precision": "16-mixed"}}
-    resolve_precision(config)
+    resolve_precision(config, probe)
     assert config["trainer"]["precision"] == "16-mixed" and len(calls) == 2
