@@ -155,8 +155,8 @@ class Recognizer:
                     raise file_error(path, "audio contains NaN or infinite samples")
                 logits = self.logits([wave])[0]
                 skip = (start - lo) // self.frame_samples
-                keep = -(-(min(start + step, total16) - start) // self.frame_samples)
-                pieces.append(logits[skip : skip + keep])
+                last = start + step >= total16  # keeps every frame to the end, as the whole file would have
+                pieces.append(logits[skip:] if last else logits[skip : skip + step // self.frame_samples])
         return torch.cat(pieces)
 
 

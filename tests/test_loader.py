@@ -51,7 +51,16 @@ def test_validation_ranks_cover_every_batch_once():
     assert len(ranks[0].batches) % 4 != 0  # the case where an even split would drop batches
     ids = sorted(i for r in ranks for b in r for i in b)
     assert ids == list(range(403))
-    assert [len(list(r)) for r in ranks] == [len(r) for r in ranks]
+    # Every rank runs as many validation steps (one may be empty), or the epoch-end reductions would hang.
+    assert [len(list(r)) for r in ranks] == [len(r) for r in ranks] == [len(ranks[0])] * 4
+    assert sum(b == [] for r in ranks for b in r) == -len(ranks[0].batches) % 4
+
+
+def test_fewer_training_batches_than_processes_is_a_clear_error():
+    assert len(DurationBatchSampler([1.0, 1.0], 8, num_replicas=1, rank=0)) == 1
+    with pytest.raises(ASRError, match="1 training batches cannot give each of 2 processes one"):
+        DurationBatchSampler([1.0, 1.0], 8, num_replicas=2, rank=0)
+    assert [len(list(DurationBatchSampler([1.0, 1.0], 8, num_replicas=2, rank=r, even=False))) for r in (0, 1)] == [1, 1]
 
 
 def test_usable_rows_skips_and_counts_each_problem():

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from asr.data.manifest import read_manifest
@@ -102,3 +103,16 @@ def test_long_files_are_windowed_without_losing_or_shifting_frames(overfit_run, 
     whole = frame_local_logits([long])[0]
     assert windowed.shape == whole.shape
     assert torch.equal(windowed, whole)
+
+
+@pytest.mark.parametrize("extra", [0, 100])
+def test_windowed_file_has_the_whole_files_frame_count(overfit_run, tmp_path, extra):
+    """With the real network: a file of a whole number of output frames' samples gets one more frame (the
+    centred STFT's last) than the windows made up to their own ends; the last window must keep it."""
+    from asr.transcribe import Recognizer
+
+    rec = Recognizer(overfit_run[1], "cpu")
+    wave = (0.01 * np.random.default_rng(0).standard_normal(640 * 640 + extra)).astype(np.float32)  # 25.6 s
+    path = tmp_path / "long.wav"
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    assert len(rec.long_file_logits(path)) == len(rec.logits([wave])[0])

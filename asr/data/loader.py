@@ -137,10 +137,12 @@ class DurationBatchSampler(torch.utils.data.Sampler):
             longest = longest_if_added
         if batch:
             self.batches.append(batch)
-        if even:
-            self.per_rank = len(self.batches) // num_replicas
-        else:
-            self.per_rank = len(range(rank, len(self.batches), num_replicas))
+        if even and len(self.batches) < num_replicas:
+            raise ASRError(f"config section 'data': {len(self.batches)} training batches cannot give each of "
+                           f"{num_replicas} processes one; lower max_batch_seconds or use fewer devices")
+        # Uneven (validation): the ranks short of a batch get an empty one, so that every rank runs the
+        # same number of steps and joins the epoch-end reductions.
+        self.per_rank = len(self.batches) // num_replicas if even else math.ceil(len(self.batches) / num_replicas)
         self.even = even
         self.resume_at = None  # (epoch, batches already trained in it): set when resuming mid-epoch
         self.sampler = self  # Lightning calls set_epoch on `batch_sampler.sampler` at each epoch start
@@ -157,6 +159,7 @@ class DurationBatchSampler(torch.utils.data.Sampler):
             random.Random(self.seed + self.epoch).shuffle(batches)
         end = self.per_rank * self.num_replicas if self.even else len(batches)
         mine = batches[self.rank : end : self.num_replicas]
+        mine += [[]] * (self.per_rank - len(mine))  # uneven: an empty batch where this rank is one short
         if self.resume_at and self.resume_at[0] == self.epoch:
             mine = mine[self.resume_at[1] :]  # this epoch's first batches are already in the weights
             self.resume_at = None
