@@ -138,27 +138,35 @@ class Recognizer:
         return [self.decoder(lg) for lg in self.batched_logits(waves)]
 
     def long_file_logits(self, path: Path) -> torch.Tensor:
-        """Windowed pass over a long file -> (T', V) logits for the whole file."""
+        """Windowed pass over a long file, read window by window -> (T', V) logits for the whole file."""
         import soundfile as sf
 
         with sf.SoundFile(str(path)) as f:
-            sr, total = f.samplerate, f.frames
-            step = WINDOW_S * SAMPLE_RATE // self.frame_samples * self.frame_samples  # whole output frames
-            ctx = CONTEXT_S * SAMPLE_RATE // self.frame_samples * self.frame_samples
-            total16 = int(total * SAMPLE_RATE / sr)
-            pieces = []
-            for start in range(0, total16, step):
-                lo, hi = max(0, start - ctx), min(total16, start + step + ctx)
+            sr = f.samplerate
+
+            def read(lo: int, hi: int) -> np.ndarray:  # 16 kHz sample positions -> that stretch, at 16 kHz
                 f.seek(int(lo * sr / SAMPLE_RATE))
                 wave = to_mono_16k(f.read(int((hi - lo) * sr / SAMPLE_RATE), dtype="float32"), sr)
                 if not np.isfinite(wave).all():  # as load_audio checks for short files
                     raise file_error(path, "audio contains NaN or infinite samples")
-                logits = self.logits([wave])[0]
-                skip = (start - lo) // self.frame_samples
-                last = start + step >= total16  # keeps every frame to the end, as the whole file would have
-                pieces.append(logits[skip:] if last else logits[skip : skip + step // self.frame_samples])
-        return torch.cat(pieces)
+                return wave
 
+            return self.windowed_logits(read, int(f.frames * SAMPLE_RATE / sr))
+
+    def windowed_logits(self, read, total: int) -> torch.Tensor:
+        """(T', V) logits of `total` samples at 16 kHz, WINDOW_S at a time with CONTEXT_S of context on each
+        side; `read(lo, hi)` returns samples lo..hi. Every window starts on an output frame, so the frames
+        join exactly as the whole file's would (tests/test_pipeline.py)."""
+        step = WINDOW_S * SAMPLE_RATE // self.frame_samples * self.frame_samples  # whole output frames
+        ctx = CONTEXT_S * SAMPLE_RATE // self.frame_samples * self.frame_samples
+        pieces = []
+        for start in range(0, total, step):
+            lo, hi = max(0, start - ctx), min(total, start + step + ctx)
+            logits = self.logits([read(lo, hi)])[0]
+            skip = (start - lo) // self.frame_samples
+            last = start + step >= total  # keeps every frame to the end, as the whole file would have
+            pieces.append(logits[skip:] if last else logits[skip : skip + step // self.frame_samples])
+        return torch.cat(pieces)
 
 
 def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Result]:
@@ -200,8 +208,13 @@ def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Resu
         try:
             if is_long_file(p):
                 done(i, recognizer.result(p, recognizer.decoder(recognizer.long_file_logits(p)), _duration(p)))
-            else:
-                pending[i] = load_audio(p)
+            else:  # short, or in a format soundfile cannot seek in (m4a, webm...): decoded whole
+                wave = load_audio(p)
+                if len(wave) > (WINDOW_S + 2 * CONTEXT_S) * SAMPLE_RATE:  # still recognised window by window
+                    hyp = recognizer.decoder(recognizer.windowed_logits(lambda lo, hi: wave[lo:hi], len(wave)))
+                    done(i, recognizer.result(p, hyp, len(wave) / SAMPLE_RATE))
+                else:
+                    pending[i] = wave
         except Exception as e:  # an unreadable file, or an unexpected decoder failure: the others go on
             failed(i, e)
         if sum(len(w) for w in pending.values()) > 4 * BATCH_SECONDS * SAMPLE_RATE:

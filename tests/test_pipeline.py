@@ -116,3 +116,26 @@ def test_windowed_file_has_the_whole_files_frame_count(overfit_run, tmp_path, ex
     path = tmp_path / "long.wav"
     sf.write(path, wave, 16000, subtype="FLOAT")
     assert len(rec.long_file_logits(path)) == len(rec.logits([wave])[0])
+
+
+def test_a_long_file_soundfile_cannot_seek_in_is_still_recognised_window_by_window(overfit_run, tmp_path,
+                                                                                  monkeypatch):
+    """m4a, webm and the like are decoded whole (audioread); the network must still see one window at a
+    time, or an hour-long recording would need the memory of one hour-long batch."""
+    import torch
+
+    import asr.transcribe as transcribe
+
+    rec = transcribe.Recognizer(overfit_run[1], "cpu")
+    wave = (0.01 * np.random.default_rng(1).standard_normal(16000 * 50)).astype(np.float32)  # 50 s: three windows
+    path = tmp_path / "long.wav"
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    from_file = rec.long_file_logits(path)
+    assert torch.equal(rec.windowed_logits(lambda lo, hi: wave[lo:hi], len(wave)), from_file)
+    monkeypatch.setattr(transcribe, "is_long_file", lambda p: False)  # as for a file soundfile cannot open
+    sizes, real = [], rec.logits
+    rec.logits = lambda waves: sizes.extend(len(w) for w in waves) or real(waves)
+    [result] = transcribe.transcribe_files(rec, [path])
+    assert not result.error and result.duration == 50.0
+    assert len(sizes) == 3 and max(sizes) <= (transcribe.WINDOW_S + 2 * transcribe.CONTEXT_S) * 16000
+    assert result.text == rec.decoder(from_file).text
