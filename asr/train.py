@@ -103,16 +103,11 @@ def model_step_seconds(model: torch.nn.Module, n_mels: int, batch: int, frames: 
     return min(times[1:])
 
 
-def typical_batch(data: SpeechDataModule) -> tuple[int, int]:
-    """(utterances, feature frames) of the median training batch by duration, or of a demo-like batch
-    when training streams from shards (no durations at hand)."""
-    data.setup("fit")
-    if data.train_rows is None:
-        return 6, 340
-    sampler = DurationBatchSampler([r["duration"] for r in data.train_rows], data.cfg["max_batch_seconds"])
-    batch = sorted(sampler.batches, key=len)[len(sampler.batches) // 2]
-    longest = max(data.train_rows[i]["duration"] for i in batch)
-    return len(batch), int(num_frames(torch.tensor(int(longest * SAMPLE_RATE))))
+def typical_batch(durations: list[float], max_batch_seconds: float) -> tuple[int, int]:
+    """(utterances, feature frames) of the median batch the duration sampler makes of `durations`."""
+    batches = DurationBatchSampler(durations, max_batch_seconds).batches
+    batch = sorted(batches, key=len)[len(batches) // 2]
+    return len(batch), int(num_frames(torch.tensor(int(max(durations[i] for i in batch) * SAMPLE_RATE))))
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -180,7 +175,10 @@ def train(config: dict, resume: bool = False) -> Path:
     data = SpeechDataModule(config["data"], module.tokenizer, module.model.subsample.output_lengths,
                             seed=config["seed"])
     if config["trainer"].get("precision") == "auto":  # decided once, then saved in config.yaml and every checkpoint
-        batch, frames = typical_batch(data)
+        data.setup("fit")
+        rows = data.train_rows  # None when streaming shards: no durations at hand, a demo-like batch stands in
+        batch, frames = (typical_batch([r["duration"] for r in rows], config["data"]["max_batch_seconds"]) if rows
+                         else (6, 340))
         resolve_precision(config, lambda bf16: model_step_seconds(module.model, config["features"]["n_mels"], batch,
                                                                   frames, bf16))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from asr.features import HOP_LENGTH
 WINDOW_S = 20  # audio longer than this is transcribed in windows of this length (about the
 #                longest training utterance: BiLSTMs generalise poorly to much longer inputs) ...
 CONTEXT_S = 2  # ... each with this much context on either side
+LONG_S = WINDOW_S + 2 * CONTEXT_S  # longer than one window with its context: windowed
 BATCH_SECONDS = 240  # audio per forward pass when transcribing many short files
 DECODING_DEFAULTS = {"decoder": "greedy", "beam_size": 50, "lm": None, "lexicon": None, "lm_weight": 2.0,
                      "word_score": 0.0}
@@ -105,8 +106,13 @@ class Recognizer:
     def transcribe(self, audio) -> Result:
         """A path, or a mono 16 kHz float32 array -> Result (text and timed words)."""
         if isinstance(audio, np.ndarray):
-            return self.result("<array>", self.transcribe_arrays([audio])[0], len(audio) / SAMPLE_RATE)
+            hyp = self.long_array(audio) if len(audio) > LONG_S * SAMPLE_RATE else self.transcribe_arrays([audio])[0]
+            return self.result("<array>", hyp, len(audio) / SAMPLE_RATE)
         return transcribe_files(self, [audio])[0]
+
+    def long_array(self, wave: np.ndarray) -> Hypothesis:
+        """A long decoded recording, recognised window by window (the network never sees it whole)."""
+        return self.decoder(self.windowed_logits(lambda lo, hi: wave[lo:hi], len(wave)))
 
     @torch.inference_mode()
     def logits(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
@@ -210,9 +216,8 @@ def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Resu
                 done(i, recognizer.result(p, recognizer.decoder(recognizer.long_file_logits(p)), _duration(p)))
             else:  # short, or in a format soundfile cannot seek in (m4a, webm...): decoded whole
                 wave = load_audio(p)
-                if len(wave) > (WINDOW_S + 2 * CONTEXT_S) * SAMPLE_RATE:  # still recognised window by window
-                    hyp = recognizer.decoder(recognizer.windowed_logits(lambda lo, hi: wave[lo:hi], len(wave)))
-                    done(i, recognizer.result(p, hyp, len(wave) / SAMPLE_RATE))
+                if len(wave) > LONG_S * SAMPLE_RATE:  # still recognised window by window
+                    done(i, recognizer.result(p, recognizer.long_array(wave), len(wave) / SAMPLE_RATE))
                 else:
                     pending[i] = wave
         except Exception as e:  # an unreadable file, or an unexpected decoder failure: the others go on
@@ -248,7 +253,7 @@ def is_long_file(path: Path) -> bool:
         info = sf.info(str(path))
     except Exception:
         return False  # not seekable by soundfile: decoded whole by load_audio
-    return info.frames / info.samplerate > WINDOW_S + 2 * CONTEXT_S
+    return info.frames / info.samplerate > LONG_S
 
 
 def _duration(path: Path) -> float:

@@ -139,3 +139,5 @@ def test_a_long_file_soundfile_cannot_seek_in_is_still_recognised_window_by_wind
     assert not result.error and result.duration == 50.0
     assert len(sizes) == 3 and max(sizes) <= (transcribe.WINDOW_S + 2 * transcribe.CONTEXT_S) * 16000
     assert result.text == rec.decoder(from_file).text
+    sizes.clear()
+    assert rec.transcribe(wave).text == result.text and len(sizes) == 3  # the Python API windows a long array too
