@@ -3,16 +3,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_CKPT := runs/demo/checkpoints/best.ckpt
+# uv does not read pip's configuration: a constraint set there (a cap on torch, say) is passed on.
+PIP_CONSTRAINT_FILE := $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^.*\.constraint='\(.*\)'$$/\1/p" | head -n 1)
 
-.PHONY: install demo test clean
+.PHONY: install lock demo test clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every package at the exact version and hash in requirements.lock, then asr itself, then a check that
+# every native library loads (a broken environment is one line, not a hundred failing tests).
+$(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/asr doctor
 	touch $@
+
+# Re-resolve requirements.lock from pyproject.toml (after changing a dependency, or to take new releases).
+lock:
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet uv
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra dev --universal --generate-hashes --python-version 3.10 \
+	    $(if $(PIP_CONSTRAINT_FILE),--constraint $(PIP_CONSTRAINT_FILE)) --quiet -o requirements.lock
 
 data/synth/corpus.json: | install
 	$(BIN)/asr synth --out data/synth
@@ -32,6 +44,7 @@ demo: install data/synth/corpus.json
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) --format srt $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 1)
 
 test: install
+	$(BIN)/asr doctor
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -14,6 +14,9 @@ __all__ = ["ASRError", "Recognizer", "load_audio"]
 
 def __getattr__(name):  # import torch-heavy modules only when used
     if name == "Recognizer":
+        from asr.environment import check_torchaudio
+
+        check_torchaudio()  # a torch/torchaudio mismatch raises ASRError in one line
         from asr.transcribe import Recognizer
 
         return Recognizer

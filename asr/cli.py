@@ -242,7 +242,17 @@ def parser() -> argparse.ArgumentParser:
     tc.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
     add_decoder_flags(tc)
     tc.set_defaults(func=cmd_transcribe)
+
+    doc = sub.add_parser("doctor", help="check that every native library asr uses loads and works here")
+    doc.set_defaults(func=cmd_doctor)
     return p
+
+
+def cmd_doctor(args):
+    from asr.environment import check_environment
+
+    for line in check_environment():
+        print(f"ok  {line}")
 
 
 def main(argv=None):
@@ -250,6 +260,9 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("asr").setLevel(logging.INFO)
     try:
+        from asr.environment import check_torchaudio
+
+        check_torchaudio()  # a torch/torchaudio mismatch is one line here, not a traceback mid-command
         args.func(args)
     except ASRError as e:
         print(f"error: {e}", file=sys.stderr)

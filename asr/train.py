@@ -50,11 +50,16 @@ def build_trainer(config: dict, out_dir: Path) -> pl.Trainer:
 def resolve_precision(config: dict, step_seconds=None) -> None:
     """Replace `trainer.precision: auto` in `config` with what auto_precision picks for this machine. Once
     per run: the choice is then saved in config.yaml and every checkpoint, and a resume keeps it.
-    `step_seconds(bf16)` times a training step (see model_step_seconds); distributed runs never measure."""
+    `step_seconds(bf16)` times a training step (see model_step_seconds); distributed runs never measure.
+    A bf16 precision asked of a CPU that cannot run it becomes 32-true, with a warning, instead of a crash."""
     trainer_cfg = config["trainer"]
+    accelerator = trainer_cfg.get("accelerator", "auto")
     if trainer_cfg.get("precision") == "auto":
-        trainer_cfg["precision"] = auto_precision(trainer_cfg.get("accelerator", "auto"),
-                                                  None if is_distributed(trainer_cfg) else step_seconds)
+        trainer_cfg["precision"] = auto_precision(accelerator, None if is_distributed(trainer_cfg) else step_seconds)
+    elif str(trainer_cfg.get("precision")).startswith("bf16") and not on_gpu(accelerator) and not cpu_runs_bf16():
+        log.warning("precision %s: this CPU (%s) cannot run the LSTM in bf16 (oneDNN needs AVX-512); "
+                    "training in 32-true instead", trainer_cfg["precision"], torch.backends.cpu.get_cpu_capability())
+        trainer_cfg["precision"] = "32-true"
 
 
 def auto_precision(accelerator: str = "auto", step_seconds=None) -> str:
@@ -65,16 +70,26 @@ def auto_precision(accelerator: str = "auto", step_seconds=None) -> str:
     step 1.32x slower and FSDD's 1.3x faster (BENCHMARKS.md). So `step_seconds(bf16)`, the model's own
     step on a batch of the run's shape, decides; without it (distributed runs, whose ranks must not
     decide differently) fp32. Elsewhere bf16 is emulated: fp32."""
-    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
+    if on_gpu(accelerator):
         return "16-mixed"
-    native_bf16 = any(getattr(torch.cpu, name, lambda: False)()
-                      for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    native_bf16 = cpu_runs_bf16() and any(getattr(torch.cpu, name, lambda: False)()
+                                          for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     if not (native_bf16 and step_seconds):
         return "32-true"
     fp32, bf16 = step_seconds(False), step_seconds(True)
     log.info("precision auto: the model's training step takes %.1f ms in fp32, %.1f ms in bf16 on this CPU",
              1000 * fp32, 1000 * bf16)
     return "bf16-mixed" if bf16 < 0.95 * fp32 else "32-true"  # a tie goes to fp32, the exact one
+
+
+def on_gpu(accelerator: str) -> bool:
+    return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
+def cpu_runs_bf16() -> bool:
+    """Whether oneDNN can build a bf16 LSTM here: natively (AVX512-BF16, AMX) or emulated on AVX-512. On an
+    AVX2-only CPU it cannot ('could not create a primitive descriptor for the LSTM forward propagation')."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def is_distributed(trainer_cfg: dict) -> bool:
@@ -181,6 +196,7 @@ def train(config: dict, resume: bool = False) -> Path:
                          else (6, 340))
         resolve_precision(config, lambda bf16: model_step_seconds(module.model, config["features"]["n_mels"], batch,
                                                                   frames, bf16))
+    resolve_precision(config)  # a bf16 this CPU cannot run becomes fp32 before config.yaml records the run
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     trainer = build_trainer(config, out_dir)

@@ -28,7 +28,10 @@ def test_bad_override_names_the_problem():
 def test_auto_precision_never_picks_bf16_for_a_cuda_lstm_and_measures_on_a_bf16_cpu(monkeypatch):
     import torch
 
+    import asr.train
     from asr.train import auto_precision
+
+    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)
 
     step_ms = {False: 10.0, True: 8.0}
     def probe(bf16):
@@ -47,6 +50,44 @@ def test_auto_precision_never_picks_bf16_for_a_cuda_lstm_and_measures_on_a_bf16_
     assert auto_precision("cpu", probe) == "32-true"
     step_ms[True] = 8.0
     assert auto_precision("cpu", None) == "32-true"  # no measurement (distributed ranks must not decide apart)
+    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: False)
+    assert auto_precision("cpu", probe) == "32-true"  # the flags say bf16 but oneDNN cannot (a capped ISA)
+
+
+def test_bf16_on_a_cpu_that_cannot_run_it_trains_in_fp32_with_a_warning(monkeypatch, caplog):
+    import asr.train
+    from asr.train import resolve_precision
+
+    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: False)
+    config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}
+    with caplog.at_level("WARNING", logger="asr"):
+        resolve_precision(config)
+    assert config["trainer"]["precision"] == "32-true"
+    assert "cannot run the LSTM in bf16" in caplog.text and "32-true" in caplog.text
+    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)
+    config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}
+    resolve_precision(config)
+    assert config["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_oneDNN_on_an_avx2_only_cpu_has_no_bf16_lstm_and_asr_says_so():
+    """Run where oneDNN is capped at AVX2 (as on an AVX2-only CPU): bf16 is reported missing, so asr trains
+    in fp32 rather than crash inside oneDNN. On an AVX2 machine the cap changes nothing."""
+    import subprocess
+    import sys
+
+    code = ("import torch, asr.train\n"
+            "print(asr.train.cpu_runs_bf16())\n"
+            "c = {'trainer': {'precision': 'bf16-mixed', 'accelerator': 'cpu'}}\n"
+            "asr.train.resolve_precision(c)\n"
+            "lstm = torch.nn.LSTM(8, 16, bidirectional=True)\n"
+            "with torch.autocast('cpu', dtype=torch.bfloat16, enabled=c['trainer']['precision'] != '32-true'):\n"
+            "    lstm(torch.randn(5, 2, 8))\n"
+            "print(c['trainer']['precision'])\n")
+    env = {**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "32-true"]
 
 
 def test_precision_probe_times_the_models_step_and_leaves_no_trace():

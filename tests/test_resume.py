@@ -98,16 +98,17 @@ def test_resume_keeps_the_precision_auto_chose(tiny_corpus, tmp_path, monkeypatc
     manifest = str(tiny_corpus[1]["train"])
     config["data"].update(train=manifest, val=manifest, max_batch_seconds=200, num_workers=0)
     config["trainer"].update(max_epochs=1, precision="auto", accelerator="cpu")
-    monkeypatch.setattr(asr.train, "auto_precision", lambda *args, **kwargs: "bf16-mixed")
+    # fp32 first: the resumed run must not switch to bf16 (which an AVX2-only CPU could not even run).
+    monkeypatch.setattr(asr.train, "auto_precision", lambda *args, **kwargs: "32-true")
     asr.train.train(merge(config, {}))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["asr"]["config"]["trainer"]["precision"] == "bf16-mixed"
-    monkeypatch.setattr(asr.train, "auto_precision", lambda *args, **kwargs: "32-true")
+    assert torch.load(last, weights_only=True)["asr"]["config"]["trainer"]["precision"] == "32-true"
+    monkeypatch.setattr(asr.train, "auto_precision", lambda *args, **kwargs: "bf16-mixed")
     config["trainer"]["max_epochs"] = 2
     asr.train.train(config, resume=True)
     resumed = torch.load(last, weights_only=True)
-    assert resumed["epoch"] == 1 and resumed["asr"]["config"]["trainer"]["precision"] == "bf16-mixed"
-    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
+    assert resumed["epoch"] == 1 and resumed["asr"]["config"]["trainer"]["precision"] == "32-true"
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"]["precision"] == "32-true"
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):

@@ -106,7 +106,7 @@ def _espeak_lib():
     return _espeak
 
 
-def _phonemes(word: str) -> str:
+def phonemes(word: str) -> str:
     lib, buf, out = _espeak_lib()[0], ctypes.c_char_p(word.encode()), []
     while buf.value:
         out.append(lib.espeak_TextToPhonemes(ctypes.byref(buf), 1, 0).decode())
@@ -118,7 +118,7 @@ def _vocabulary(size: int) -> list[str]:
     import wordfreq
 
     _espeak_lib()[0].espeak_SetVoiceByName(b"en-us")
-    letters = {c: _phonemes(c) for c in "abcdefghijklmnopqrstuvwxyz"}
+    letters = {c: phonemes(c) for c in "abcdefghijklmnopqrstuvwxyz"}
     n = size * 2
     while True:
         top = wordfreq.top_n_list("en", n)
@@ -130,7 +130,7 @@ def _vocabulary(size: int) -> list[str]:
         n *= 2
     kept = []
     for w in words:
-        ph = _phonemes(w)
+        ph = phonemes(w)
         if len(w) > 1 and ph == "".join(letters[c] for c in w if c != "'"):
             continue  # espeak spells it out (dna, usa, ok): the audio would not be the word
         if re.fullmatch("[ivxlcdm]+", w) and ph.startswith("roUm@n"):

@@ -1,0 +1,133 @@
+"""Can this Python environment run asr? Each native piece is tried for real, and a broken one is named in
+one line (with the versions and the fix) instead of a shared-library traceback from deep inside a command."""
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from asr.errors import ASRError
+
+
+def version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def pinned(*dists: str) -> str:
+    """The requirements this package was installed with for `dists`, e.g. '"torch<2.15,>=2.14.1" "torchaudio==2.11.1"'
+    (pyproject.toml is the one place they are written)."""
+    try:
+        requires = metadata.requires("asr") or []
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "the torch and torchaudio that pyproject.toml names"
+    wanted = [r.split(";")[0].strip() for r in requires if r.split("<")[0].split(">")[0].split("=")[0].strip() in dists]
+    return " ".join(f'"{r}"' for r in wanted)
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def check_torchaudio() -> None:
+    """Raise ASRError in one line if torchaudio cannot load beside the installed torch: its native library is
+    built against one torch ABI (torchaudio 2.11.1 beside torch 2.11.0 fails with an undefined symbol)."""
+    try:
+        import torchaudio  # noqa: F401  (loads libtorchaudio)
+    except Exception as e:  # OSError: undefined symbol; ImportError; RuntimeError: CUDA major mismatch
+        raise ASRError(f"torchaudio {version('torchaudio')} does not work with torch {version('torch')} "
+                       f"({first_line(e)}); install a pair that does: pip install {pinned('torch', 'torchaudio')} "
+                       "(or `make install`, which installs requirements.lock)") from None
+
+
+def _torchaudio() -> str:
+    check_torchaudio()
+    import torch
+    from torchaudio.functional import forced_align
+    from torchaudio.transforms import MelSpectrogram
+
+    assert MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=80)(torch.zeros(16000)).shape == (80, 101)
+    emissions = torch.randn(1, 20, 4).log_softmax(-1)
+    forced_align(emissions, torch.tensor([[1, 2, 3]], dtype=torch.int32), blank=0)
+    return (f"torch {version('torch')} + torchaudio {version('torchaudio')}: MelSpectrogram, forced_align "
+            f"(CPU {torch.backends.cpu.get_cpu_capability()})")
+
+
+def _flashlight() -> str:
+    import torch
+
+    from asr.decoding import BeamSearch
+    from asr.text import CharTokenizer
+
+    tokenizer = CharTokenizer()
+    with tempfile.TemporaryDirectory() as tmp:
+        arpa = Path(tmp) / "lm.arpa"  # a bigram LM (KenLM's least) that the decoder must read
+        arpa.write_text("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-1.0\t<s>\t-0.3\n-1.0\t</s>\n-1.0\t<unk>\n"
+                        "-0.5\tAB\t-0.3\n\n\\2-grams:\n-0.2\t<s> AB\n-0.2\tAB </s>\n\n\\end\\\n")
+        ids = [i for token in tokenizer.encode("AB") for i in (token, 0)]  # a, blank, b, blank
+        logits = torch.full((len(ids), tokenizer.vocab_size), -5.0)
+        logits[torch.arange(len(ids)), torch.tensor(ids)] = 5.0
+        text = BeamSearch(tokenizer, beam_size=4, lm=str(arpa))(logits).text
+    if text != "AB":
+        raise RuntimeError(f"beam search with a KenLM model decoded {text!r}, expected 'AB'")
+    return f"flashlight-text {version('flashlight-text')}: beam search with a KenLM ARPA model"
+
+
+def _sentencepiece() -> str:
+    import sentencepiece
+
+    sentencepiece.SentencePieceProcessor()
+    return f"sentencepiece {version('sentencepiece')}"
+
+
+def _soundfile() -> str:
+    import io
+
+    import numpy as np
+    import soundfile
+
+    if "OPUS" not in soundfile.available_subtypes("OGG"):
+        raise RuntimeError(f"libsndfile {soundfile.__libsndfile_version__} cannot read Ogg/Opus")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(4800, dtype="float32"), 48000, format="OGG", subtype="OPUS")
+    buffer.seek(0)
+    assert len(soundfile.read(buffer)[0]) > 0
+    return f"soundfile {version('soundfile')} (libsndfile {soundfile.__libsndfile_version__}): FLAC, WAV, Ogg/Opus"
+
+
+def _librosa() -> str:
+    import librosa
+    import numpy as np
+
+    assert len(librosa.resample(np.zeros(4410, dtype="float32"), orig_sr=44100, target_sr=16000)) == 1600
+    return f"librosa {version('librosa')}: resampling (soxr)"
+
+
+def _espeak() -> str:
+    from asr.data.synth import _espeak_lib, phonemes
+
+    _espeak_lib()[0].espeak_SetVoiceByName(b"en-us")
+    if not phonemes("hello"):
+        raise RuntimeError("espeak-ng gave no phonemes for 'hello'")
+    return f"espeak-ng (espeakng-loader {version('espeakng-loader')}): the synthetic corpus"
+
+
+CHECKS = {"torchaudio": _torchaudio, "flashlight-text": _flashlight, "sentencepiece": _sentencepiece,
+          "soundfile": _soundfile, "librosa": _librosa, "espeak-ng": _espeak}
+
+
+def check_environment() -> list[str]:
+    """Try every native piece asr uses; return one line for each. Raise ASRError, in one line naming every
+    broken piece, if any fails."""
+    working, broken = [], []
+    for name, check in CHECKS.items():
+        try:
+            working.append(check())
+        except ASRError as e:
+            broken.append(str(e))
+        except Exception as e:  # noqa: BLE001  whatever a native library raises is the finding
+            broken.append(f"{name} {version(name)}: {first_line(e)}")
+    if broken:
+        raise ASRError("broken environment: " + "; ".join(broken))
+    return working
