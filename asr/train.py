@@ -68,7 +68,7 @@ def auto_precision(accelerator: str = "auto", step_seconds=None) -> str:
     native bf16 dot products (AVX512-BF16 or AMX), bf16-mixed if it trains this model faster here, which
     neither the CPU's flags nor one LSTM layer can tell: on an Intel Xeon with AMX bf16 made the demo's
     step 1.32x slower and FSDD's 1.3x faster (BENCHMARKS.md). So `step_seconds(bf16)`, the model's own
-    step on a batch of the run's shape, decides; without it (distributed runs, whose ranks must not
+    steps on batches of the run's shapes, decides; without it (distributed runs, whose ranks must not
     decide differently) fp32. Elsewhere bf16 is emulated: fp32."""
     if on_gpu(accelerator):
         return "16-mixed"
@@ -76,9 +76,12 @@ def auto_precision(accelerator: str = "auto", step_seconds=None) -> str:
                                           for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     if not (native_bf16 and step_seconds):
         return "32-true"
-    fp32, bf16 = step_seconds(False), step_seconds(True)
-    log.info("precision auto: the model's training step takes %.1f ms in fp32, %.1f ms in bf16 on this CPU",
-             1000 * fp32, 1000 * bf16)
+    seconds = {False: [], True: []}
+    for bf16 in (False, True) * 3:  # interleaved, so that a busy moment of the machine hits both
+        seconds[bf16].append(step_seconds(bf16))
+    fp32, bf16 = (min(seconds[b][1:]) for b in (False, True))  # the first pass builds oneDNN's primitives
+    log.info("precision auto: 8 training steps of this run's batch shapes take %.0f ms in fp32, %.0f ms in bf16 "
+             "on this CPU", 1000 * fp32, 1000 * bf16)
     return "bf16-mixed" if bf16 < 0.95 * fp32 else "32-true"  # a tie goes to fp32, the exact one
 
 
@@ -98,31 +101,32 @@ def is_distributed(trainer_cfg: dict) -> bool:
             or str(trainer_cfg.get("devices", "auto")) not in ("1", "auto"))
 
 
-def model_step_seconds(model: torch.nn.Module, n_mels: int, batch: int, frames: int, bf16: bool,
-                       repeats: int = 3) -> float:
-    """The fastest of `repeats` forward+backward passes of `model` on random features of shape (batch,
-    frames, n_mels): the run's typical batch (typical_batch). Leaves no gradients and no trace in the
-    random stream. About 4 steps' time for each precision, fewer repeats when a step takes over a second."""
-    times = []
-    with torch.random.fork_rng(devices=[]):  # dropout's draws: the run's seeded stream is left as it was
+def model_step_seconds(model: torch.nn.Module, n_mels: int, shapes: list[tuple[int, int]], bf16: bool) -> float:
+    """Seconds for forward+backward passes of `model` on random features of each (batch, frames) in `shapes`,
+    batches of the run's own shapes (probe_batches). One fixed shape misleads: it favoured bf16 by 1.2x on
+    a Xeon where bf16 trained the demo 1.2x slower. Leaves no gradients and no trace in the random stream."""
+    def step(batch, frames):
         feats, lengths = torch.randn(batch, frames, n_mels), torch.full((batch,), frames)
-        for _ in range(repeats + 1):  # the first pass pays oneDNN's one-off set-up
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits, _ = model(feats, lengths)
-            logits.float().sum().backward()
-            times.append(time.perf_counter() - start)
-            if len(times) > 1 and sum(times) > 3.0:  # a big model on a CPU: two passes will do
-                break
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = model(feats, lengths)
+        logits.float().sum().backward()
+        return time.perf_counter() - start
+
+    with torch.random.fork_rng(devices=[]):  # dropout's draws: the run's seeded stream is left as it was
+        seconds = sum(step(batch, frames) for batch, frames in shapes)
     model.zero_grad(set_to_none=True)
-    return min(times[1:])
+    return seconds
 
 
-def typical_batch(durations: list[float], max_batch_seconds: float) -> tuple[int, int]:
-    """(utterances, feature frames) of the median batch the duration sampler makes of `durations`."""
+def probe_batches(durations: list[float], max_batch_seconds: float, n: int = 8) -> list[tuple[int, int]]:
+    """(utterances, feature frames) of `n` batches the duration sampler makes of `durations`, spread over
+    its batches from the fewest frames to the most (a step takes about 0.1-0.3 s on a CPU: auto_precision's
+    six passes over them take about 8 s)."""
     batches = DurationBatchSampler(durations, max_batch_seconds).batches
-    batch = sorted(batches, key=len)[len(batches) // 2]
-    return len(batch), int(num_frames(torch.tensor(int(max(durations[i] for i in batch) * SAMPLE_RATE))))
+    shapes = sorted(((len(b), int(num_frames(torch.tensor(int(max(durations[i] for i in b) * SAMPLE_RATE)))))
+                     for b in batches), key=lambda shape: shape[0] * shape[1])
+    return [shapes[round(k * (len(shapes) - 1) / max(n - 1, 1))] for k in range(min(n, len(shapes)))]
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -191,11 +195,11 @@ def train(config: dict, resume: bool = False) -> Path:
                             seed=config["seed"])
     if config["trainer"].get("precision") == "auto":  # decided once, then saved in config.yaml and every checkpoint
         data.setup("fit")
-        rows = data.train_rows  # None when streaming shards: no durations at hand, a demo-like batch stands in
-        batch, frames = (typical_batch([r["duration"] for r in rows], config["data"]["max_batch_seconds"]) if rows
-                         else (6, 340))
-        resolve_precision(config, lambda bf16: model_step_seconds(module.model, config["features"]["n_mels"], batch,
-                                                                  frames, bf16))
+        rows = data.train_rows  # None when streaming shards: no durations at hand, demo-like batches stand in
+        shapes = (probe_batches([r["duration"] for r in rows], config["data"]["max_batch_seconds"]) if rows
+                  else [(6, 250 + 30 * k) for k in range(8)])
+        resolve_precision(config, lambda bf16: model_step_seconds(module.model, config["features"]["n_mels"], shapes,
+                                                                  bf16))
     resolve_precision(config)  # a bf16 this CPU cannot run becomes fp32 before config.yaml records the run
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

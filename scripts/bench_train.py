@@ -47,7 +47,7 @@ from asr.data.loader import DurationBatchSampler, collate  # noqa: E402
 from asr.features import LogMel, normalize_features, num_frames  # noqa: E402
 from asr.lightning import CTCModule  # noqa: E402
 from asr.text import BLANK, CharTokenizer  # noqa: E402
-from asr.train import auto_precision, model_step_seconds, typical_batch  # noqa: E402
+from asr.train import auto_precision, model_step_seconds, probe_batches  # noqa: E402
 
 SAMPLE_RATE = 16000
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense fp16/bf16 tensor-core peaks (NVIDIA specs)
@@ -246,11 +246,11 @@ def main():
     durations, texts = fake_corpus(args.utterances, max_duration=config["data"]["max_duration"])
     sampler = DurationBatchSampler(durations, config["data"]["max_batch_seconds"])
     precision = config["trainer"]["precision"]
-    if precision == "auto":  # as `asr train` decides it: 16-mixed on a GPU, measured on a CPU (median batch)
+    if precision == "auto":  # as `asr train` decides it: 16-mixed on a GPU, measured on a CPU (the run's batches)
         model = CTCModule(config, Vocabulary(config)).model
-        batch, frames = typical_batch(durations, config["data"]["max_batch_seconds"])
+        shapes = probe_batches(durations, config["data"]["max_batch_seconds"])
         precision = auto_precision("gpu" if device.type == "cuda" else "cpu", lambda bf16: model_step_seconds(
-            model, config["features"]["n_mels"], batch, frames, bf16))
+            model, config["features"]["n_mels"], shapes, bf16))
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{Path(args.config).name} on {name}; {args.seconds:.0f} s per path; "
           f"mean utterance {np.mean(durations):.1f} s; optimized path in {precision}")

@@ -54,6 +54,29 @@ def test_auto_precision_never_picks_bf16_for_a_cuda_lstm_and_measures_on_a_bf16_
     assert auto_precision("cpu", probe) == "32-true"  # the flags say bf16 but oneDNN cannot (a capped ISA)
 
 
+def test_auto_precision_interleaves_passes_and_ignores_each_precisions_first(monkeypatch):
+    import torch
+
+    import asr.train
+    from asr.train import auto_precision, probe_batches
+
+    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    passes = []
+    ms = {False: [10.0, 10.0, 10.0], True: [5.0, 11.0, 11.0]}  # bf16's first pass: not what training sees
+    def probe(bf16):
+        passes.append(bf16)
+        return ms[bf16][passes.count(bf16) - 1] / 1000
+
+    assert auto_precision("cpu", probe) == "32-true"
+    assert passes == [False, True] * 3
+    durations = [1.0 + (i % 17) for i in range(200)]
+    shapes = probe_batches(durations, max_batch_seconds=30, n=8)
+    assert len(shapes) == 8 and all(batch >= 1 and frames > 0 for batch, frames in shapes)
+    sizes = [batch * frames for batch, frames in shapes]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]  # spread from the smallest batch to the largest
+
+
 def test_bf16_on_a_cpu_that_cannot_run_it_trains_in_fp32_with_a_warning(monkeypatch, caplog):
     import asr.train
     from asr.train import resolve_precision
@@ -100,7 +123,7 @@ def test_precision_probe_times_the_models_step_and_leaves_no_trace():
     torch.manual_seed(1)
     expected = torch.rand(3)
     torch.manual_seed(1)
-    seconds = model_step_seconds(model, 80, batch=2, frames=40, bf16=False)
+    seconds = model_step_seconds(model, 80, [(2, 40), (3, 30)], bf16=False)
     assert 0 < seconds < 5
     assert torch.equal(torch.rand(3), expected)  # dropout's draws came from a forked stream
     assert all(p.grad is None for p in model.parameters())
