@@ -136,6 +136,7 @@ def test_resolve_precision_measures_once_for_one_process_and_never_for_several(m
     from asr.train import resolve_precision
 
     calls = []
+    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)  # as on an AVX-512 CPU
     monkeypatch.setattr(asr.train, "auto_precision",
                         lambda accelerator, step_seconds: calls.append(step_seconds) or "bf16-mixed")
     def probe(bf16):
