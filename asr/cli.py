@@ -251,8 +251,7 @@ def parser() -> argparse.ArgumentParser:
 def cmd_doctor(args):
     from asr.environment import check_environment
 
-    for line in check_environment():
-        print(f"ok  {line}")
+    check_environment(lambda line: print(f"ok  {line}", flush=True))
 
 
 def main(argv=None):
@@ -262,7 +261,8 @@ def main(argv=None):
     try:
         from asr.environment import check_torchaudio
 
-        check_torchaudio()  # a torch/torchaudio mismatch is one line here, not a traceback mid-command
+        if args.func is not cmd_doctor:  # doctor names every broken piece, this one among them
+            check_torchaudio()  # a torch/torchaudio mismatch is one line here, not a traceback mid-command
         args.func(args)
     except ASRError as e:
         print(f"error: {e}", file=sys.stderr)

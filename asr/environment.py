@@ -15,14 +15,16 @@ def version(dist: str) -> str:
 
 
 def pinned(*dists: str) -> str:
-    """The requirements this package was installed with for `dists`, e.g. '"torch<2.15,>=2.14.1" "torchaudio==2.11.1"'
+    """The requirements this package was installed with for `dists`, e.g. '"torch<2.16,>=2.13" "torchaudio==2.11.1"'
     (pyproject.toml is the one place they are written)."""
+    from packaging.requirements import Requirement
+
     try:
         requires = metadata.requires("asr") or []
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
         return "the torch and torchaudio that pyproject.toml names"
-    wanted = [r.split(";")[0].strip() for r in requires if r.split("<")[0].split(">")[0].split("=")[0].strip() in dists]
-    return " ".join(f'"{r}"' for r in wanted)
+    wanted = [Requirement(r) for r in requires]
+    return " ".join(f'"{r.name}{r.specifier}"' for r in wanted if r.name in dists and not r.marker)
 
 
 def first_line(error: BaseException) -> str:
@@ -37,8 +39,9 @@ def check_torchaudio() -> None:
         import torchaudio  # noqa: F401  (loads libtorchaudio)
     except Exception as e:  # OSError: undefined symbol; ImportError; RuntimeError: CUDA major mismatch
         raise ASRError(f"torchaudio {version('torchaudio')} does not work with torch {version('torch')} "
-                       f"({first_line(e)}); install a pair that does: pip install {pinned('torch', 'torchaudio')} "
-                       "(or `make install`, which installs requirements.lock)") from None
+                       f"({first_line(e)}); install a pair that does: pip install --force-reinstall "
+                       f"{pinned('torch', 'torchaudio')} (PyPI's build of torch, not a +cpu one), or `make install` "
+                       "in a fresh venv (requirements.lock)") from None
 
 
 def _torchaudio() -> str:
@@ -117,17 +120,16 @@ CHECKS = {"torchaudio": _torchaudio, "flashlight-text": _flashlight, "sentencepi
           "soundfile": _soundfile, "librosa": _librosa, "espeak-ng": _espeak}
 
 
-def check_environment() -> list[str]:
-    """Try every native piece asr uses; return one line for each. Raise ASRError, in one line naming every
-    broken piece, if any fails."""
-    working, broken = [], []
+def check_environment(report=print) -> None:
+    """Try every native piece asr uses, calling `report` with one line for each that works, as it goes.
+    Raise ASRError, in one line naming every broken piece, if any fails."""
+    broken = []
     for name, check in CHECKS.items():
         try:
-            working.append(check())
+            report(check())
         except ASRError as e:
             broken.append(str(e))
         except Exception as e:  # noqa: BLE001  whatever a native library raises is the finding
             broken.append(f"{name} {version(name)}: {first_line(e)}")
     if broken:
         raise ASRError("broken environment: " + "; ".join(broken))
-    return working

@@ -56,7 +56,7 @@ def resolve_precision(config: dict, step_seconds=None) -> None:
     accelerator = trainer_cfg.get("accelerator", "auto")
     if trainer_cfg.get("precision") == "auto":
         trainer_cfg["precision"] = auto_precision(accelerator, None if is_distributed(trainer_cfg) else step_seconds)
-    elif str(trainer_cfg.get("precision")).startswith("bf16") and not on_gpu(accelerator) and not cpu_runs_bf16():
+    elif str(trainer_cfg.get("precision")).startswith("bf16") and on_cpu(accelerator) and not cpu_runs_bf16():
         log.warning("precision %s: this CPU (%s) cannot run the LSTM in bf16 (oneDNN needs AVX-512); "
                     "training in 32-true instead", trainer_cfg["precision"], torch.backends.cpu.get_cpu_capability())
         trainer_cfg["precision"] = "32-true"
@@ -77,16 +77,25 @@ def auto_precision(accelerator: str = "auto", step_seconds=None) -> str:
     if not (native_bf16 and step_seconds):
         return "32-true"
     seconds = {False: [], True: []}
-    for bf16 in (False, True) * 3:  # interleaved, so that a busy moment of the machine hits both
-        seconds[bf16].append(step_seconds(bf16))
+    for round_ in range(3):  # interleaved, so that a busy moment of the machine hits both
+        if round_ == 2 and seconds[False][1] + seconds[True][1] > 10:  # a big model: two rounds will do
+            break
+        for bf16 in (False, True):
+            seconds[bf16].append(step_seconds(bf16))
     fp32, bf16 = (min(seconds[b][1:]) for b in (False, True))  # the first pass builds oneDNN's primitives
-    log.info("precision auto: 8 training steps of this run's batch shapes take %.0f ms in fp32, %.0f ms in bf16 "
+    log.info("precision auto: training steps of this run's batch shapes take %.0f ms in fp32, %.0f ms in bf16 "
              "on this CPU", 1000 * fp32, 1000 * bf16)
     return "bf16-mixed" if bf16 < 0.95 * fp32 else "32-true"  # a tie goes to fp32, the exact one
 
 
 def on_gpu(accelerator: str) -> bool:
     return torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+
+
+def on_cpu(accelerator: str) -> bool:
+    if accelerator == "auto":
+        return not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    return accelerator == "cpu"
 
 
 def cpu_runs_bf16() -> bool:
@@ -126,7 +135,8 @@ def probe_batches(durations: list[float], max_batch_seconds: float, n: int = 8) 
     batches = DurationBatchSampler(durations, max_batch_seconds).batches
     shapes = sorted(((len(b), int(num_frames(torch.tensor(int(max(durations[i] for i in b) * SAMPLE_RATE)))))
                      for b in batches), key=lambda shape: shape[0] * shape[1])
-    return [shapes[round(k * (len(shapes) - 1) / max(n - 1, 1))] for k in range(min(n, len(shapes)))]
+    n = min(n, len(shapes))
+    return [shapes[round(k * (len(shapes) - 1) / max(n - 1, 1))] for k in range(n)]
 
 
 class BestCheckpoint(ModelCheckpoint):

@@ -75,9 +75,13 @@ def test_auto_precision_interleaves_passes_and_ignores_each_precisions_first(mon
     assert len(shapes) == 8 and all(batch >= 1 and frames > 0 for batch, frames in shapes)
     sizes = [batch * frames for batch, frames in shapes]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]  # spread from the smallest batch to the largest
+    shapes = probe_batches([1.0, 2.0, 3.0], max_batch_seconds=1.5, n=8)  # fewer batches than n: each once
+    assert sorted(frames for _, frames in shapes) == [101, 201, 301]
 
 
 def test_bf16_on_a_cpu_that_cannot_run_it_trains_in_fp32_with_a_warning(monkeypatch, caplog):
+    import torch
+
     import asr.train
     from asr.train import resolve_precision
 
@@ -87,12 +91,18 @@ def test_bf16_on_a_cpu_that_cannot_run_it_trains_in_fp32_with_a_warning(monkeypa
         resolve_precision(config)
     assert config["trainer"]["precision"] == "32-true"
     assert "cannot run the LSTM in bf16" in caplog.text and "32-true" in caplog.text
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)  # a Mac GPU: not the CPU's business
+    config = {"trainer": {"precision": "bf16-mixed", "accelerator": "auto"}}
+    resolve_precision(config)
+    assert config["trainer"]["precision"] == "bf16-mixed"
     monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)
     config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}
     resolve_precision(config)
     assert config["trainer"]["precision"] == "bf16-mixed"
 
 
+@pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"),
+                    reason="ONEDNN_MAX_CPU_ISA=AVX2 caps only x86 CPUs")
 def test_oneDNN_on_an_avx2_only_cpu_has_no_bf16_lstm_and_asr_says_so():
     """Run where oneDNN is capped at AVX2 (as on an AVX2-only CPU): bf16 is reported missing, so asr trains
     in fp32 rather than crash inside oneDNN. On an AVX2 machine the cap changes nothing."""

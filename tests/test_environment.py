@@ -31,7 +31,16 @@ def test_every_command_names_a_torch_torchaudio_mismatch_in_one_line(mismatched_
         assert len(lines) == 1, out.stderr
         assert lines[0].startswith(f"error: torchaudio {metadata.version('torchaudio')} does not work with "
                                    f"torch {metadata.version('torch')} (OSError: Could not load this library")
-        assert 'pip install "torch' in lines[0] and '"torchaudio==' in lines[0]
+        assert 'pip install --force-reinstall "torch' in lines[0] and '"torchaudio==' in lines[0]
+
+
+def test_doctor_still_tries_every_other_piece_beside_a_broken_torchaudio(mismatched_torchaudio):
+    out = subprocess.run([sys.executable, "-m", "asr.cli", "doctor"], env=mismatched_torchaudio,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert "ok  sentencepiece" in out.stdout and "ok  soundfile" in out.stdout and "ok  espeak-ng" in out.stdout
+    error = out.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: broken environment: torchaudio ") and "does not work with torch" in error
 
 
 def test_the_python_api_raises_the_same_one_line_error(mismatched_torchaudio):
