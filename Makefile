@@ -6,7 +6,7 @@ DEMO_CKPT := runs/demo/checkpoints/best.ckpt
 # uv does not read pip's configuration: a constraint set there (a cap on torch, say) is passed on.
 PIP_CONSTRAINT_FILE = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^.*\.constraint='\(.*\)'$$/\1/p" | head -n 1)
 
-.PHONY: install lock demo test clean
+.PHONY: install lock demo speechocean speechocean-peer test clean
 
 install: $(VENV)/.installed
 
@@ -43,9 +43,35 @@ demo: install data/synth/corpus.json
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 3)
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) --format srt $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 1)
 
+# Real speech: speechocean762 (OpenSLR 101). SPEECHOCEAN: an extracted copy, or where --download puts it.
+SPEECHOCEAN ?= ../shared/data/speechocean762
+SO_DATA := data/speechocean762
+SO_RUN := runs/speechocean762
+SO_CKPT := $(SO_RUN)/checkpoints/best.ckpt
+SO_LM := $(SO_DATA)/lm/train-3gram.arpa
+
+$(SO_DATA)/train.jsonl: | install
+	$(BIN)/asr prepare speechocean762 --root $(SPEECHOCEAN) --out $(SO_DATA)
+
+speechocean: install $(SO_DATA)/train.jsonl data/synth/corpus.json
+	$(BIN)/asr train --config configs/speechocean762.yaml
+	@echo "== greedy decoding, test half: 2,500 utterances by 125 speakers never heard in training"
+	$(BIN)/asr evaluate --checkpoint $(SO_CKPT) --data $(SO_DATA)/test.jsonl --out $(SO_RUN)/eval-test \
+	    --by age_group,speaker
+	@echo "== beam search with a 3-gram word LM built from the TRAINING transcripts only"
+	$(BIN)/python scripts/build_arpa.py $(SO_DATA)/train.jsonl --order 3 --out $(SO_LM)
+	$(BIN)/asr evaluate --checkpoint $(SO_CKPT) --data $(SO_DATA)/test.jsonl --out $(SO_RUN)/eval-test-lm \
+	    --lm $(SO_LM) --lm-weight $(SO_LM_WEIGHT) --word-score $(SO_WORD_SCORE) --by age_group
+
+# The peer on the same files: PocketSphinx 5 (bundled US English model and LM) beside the model above, on
+# every 10th test utterance (PocketSphinx decodes at about half real time: the whole half takes an hour).
+speechocean-peer: install $(SO_DATA)/train.jsonl
+	$(BIN)/python -m pip install --quiet pocketsphinx==5.1.1
+	$(BIN)/python scripts/peer_pocketsphinx.py --data $(SO_DATA)/test.jsonl --checkpoint $(SO_CKPT) --every 10
+
 test: install
 	$(BIN)/asr doctor
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf runs data/synth
+	rm -rf runs data/synth $(SO_DATA)

@@ -22,7 +22,17 @@ def cmd_prepare(args):
         for name, path in prepare_librispeech_lm(args.root, files).items():
             print(f"{name}\t{path}")
         return
-    if args.corpus == "librispeech":
+    if args.corpus == "kaldi":
+        from asr.data.kaldi import prepare_kaldi
+
+        print(prepare_kaldi(args.data_dir, args.out, root=args.root))
+        return
+    if args.corpus == "speechocean762":
+        from asr.data.speechocean import prepare_speechocean762
+
+        manifests = prepare_speechocean762(args.root, download=args.download, out_dir=args.out,
+                                           n_dev_speakers=args.dev_speakers)
+    elif args.corpus == "librispeech":
         from asr.data.librispeech import prepare_librispeech
 
         subsets = [s.strip() for s in args.subsets.split(",") if s.strip()]
@@ -79,15 +89,40 @@ def cmd_evaluate(args):
     recognizer = Recognizer(args.checkpoint, args.device, decoding_overrides(args))
     rows = read_eval_data(args.data)
     out = args.out or Path(args.checkpoint).resolve().parent.parent / f"eval-{Path(args.data).stem}"
-    summary = evaluate(recognizer, rows, out, log=lambda m: print(m, file=sys.stderr))
+    by = [f.strip() for f in args.by.split(",") if f.strip()] if args.by else []
+    for field in by:  # a typo would otherwise put every utterance under "(none)"
+        if not any(field in row for row in rows):
+            raise ASRError(f"--by {field}: no utterance in {args.data} has this field "
+                           f"(fields: {', '.join(sorted({k for row in rows for k in row}))})")
+    summary = evaluate(recognizer, rows, out, by=by, log=lambda m: print(m, file=sys.stderr))
     if not summary["words"]:  # 0 errors in 0 words is no score at all, not 0% WER
         empty = len(rows) - summary["failed"]
         why = [f"{summary['failed']} failed to load"] * bool(summary["failed"]) + [f"{empty} with no words"] * bool(empty)
         raise ASRError(f"{args.data}: nothing to score ({len(rows)} utterances: {', '.join(why)})")
     print(f"WER {100 * summary['wer']:.2f}%  CER {100 * summary['cer']:.2f}%  "
           f"({summary['utterances']} utterances, {summary['words']} words, {summary['failed']} failed)  -> {out}")
+    print_breakdown(summary)
     if summary["failed"] and args.strict:
         sys.exit(1)
+
+
+def print_breakdown(summary: dict) -> None:
+    """WER per value of each --by field (a spread when there are many), then the commonest word errors."""
+    from asr.evaluate import spread
+
+    for field, table in summary["by"].items():
+        if len(table) <= 12:
+            for value, g in table.items():
+                print(f"  {field} {value}: WER {100 * g['wer']:.2f}%  CER {100 * g['cer']:.2f}%  "
+                      f"({g['utterances']} utterances, {g['words']} words)")
+        else:
+            print(f"  {field}: {len(table)} values, WER {spread([g['wer'] for g in table.values()])} (by-{field}.tsv)")
+    top = summary["top_errors"]
+    if top["substitutions"]:
+        print("  most frequent substitutions: " + ", ".join(f"{r}->{h} {c}" for r, h, c in top["substitutions"]))
+    for kind in ("deletions", "insertions"):
+        if top[kind]:
+            print(f"  most frequent {kind}: " + ", ".join(f"{w} {c}" for w, c in top[kind]))
 
 
 def cmd_tune_lm(args):
@@ -176,6 +211,17 @@ def parser() -> argparse.ArgumentParser:
                     help="comma-separated official subset names or paths to LibriSpeech-layout folders")
     ls.add_argument("--download", action="store_true", help="download missing subsets from OpenSLR (resumable, MD5-checked)")
     ls.add_argument("--out", help="where manifests go (default: ROOT/manifests)")
+    kd = prep_sub.add_parser("kaldi", help="any Kaldi data directory (wav.scp, text; segments, utt2spk, spk2gender, "
+                                           "spk2age when present)")
+    kd.add_argument("data_dir", help="the folder holding wav.scp and text")
+    kd.add_argument("--out", required=True, help="the manifest to write (.jsonl); cut segments go beside it")
+    kd.add_argument("--root", help="what relative wav.scp paths are relative to (default: the current folder)")
+    so = prep_sub.add_parser("speechocean762", help="speechocean762 (OpenSLR 101): train, dev (held-out train "
+                                                    "speakers) and test manifests")
+    so.add_argument("--root", required=True, help="an extracted corpus (holding train/ and test/), or where to download it")
+    so.add_argument("--download", action="store_true", help="fetch the corpus from OpenSLR if ROOT has none (resumable)")
+    so.add_argument("--out", default="data/speechocean762", help="where manifests go (default: data/speechocean762)")
+    so.add_argument("--dev-speakers", type=int, default=10, help="train speakers held out as dev, half of them children")
     fsdd = prep_sub.add_parser("fsdd", help="Free Spoken Digit Dataset, one speaker held out for test")
     fsdd.add_argument("--root", required=True, help="folder of FSDD wav files")
     fsdd.add_argument("--out", required=True, help="where manifests go")
@@ -217,6 +263,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="report folder (default: next to the checkpoint's run)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
+    ev.add_argument("--by", help="comma-separated manifest fields to break WER down by, e.g. age_group,speaker")
     add_decoder_flags(ev)
     ev.set_defaults(func=cmd_evaluate)
 

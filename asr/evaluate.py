@@ -1,7 +1,8 @@
 """`asr evaluate`: WER and CER with jiwer, after `asr.text.normalize` on both sides.
 
 Writes `utterances.jsonl` (id, audio, reference, hypothesis, per-utterance errors, or the error that
-stopped a file) and `summary.json` (corpus WER/CER, counts, failures) to the output folder.
+stopped a file) and `summary.json` (corpus WER/CER, counts, failures, the most frequent word errors,
+WER by any manifest field asked for) to the output folder, and `by-FIELD.tsv` for each such field.
 """
 import json
 from pathlib import Path
@@ -27,7 +28,8 @@ def read_eval_data(data) -> list[dict]:
     return scan_librispeech(data)
 
 
-def evaluate(recognizer: Recognizer, rows: list[dict], out_dir, log=print) -> dict:
+def evaluate(recognizer: Recognizer, rows: list[dict], out_dir, by=(), log=print) -> dict:
+    """Transcribe `rows` and score them; `by`: manifest fields to break the WER down by (e.g. speaker)."""
     out_dir = Path(out_dir)
     results = transcribe_files(recognizer, [r["audio"] for r in rows])
     per_utt, refs, hyps, failed = [], [], [], []
@@ -46,15 +48,57 @@ def evaluate(recognizer: Recognizer, rows: list[dict], out_dir, log=print) -> di
     summary = {
         "wer": word_err / words if words else None, "cer": char_err / chars if chars else None,  # None: nothing scored
         "utterances": len(refs), "words": words, "word_errors": word_err, "chars": chars, "char_errors": char_err,
-        "failed": len(failed), "failures": failed,
+        "failed": len(failed), "failures": failed, "top_errors": top_errors(refs, hyps),
         "normalization": "asr.text.normalize: ASCII, upper case, punctuation removed except in-word apostrophes",
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    summary["by"] = {}
+    for field in by:
+        summary["by"][field] = table = breakdown(rows, per_utt, field)
+        lines = [f"{field}\twer\tcer\tutterances\twords"] + [
+            f"{value}\t{g['wer']:.4f}\t{g['cer']:.4f}\t{g['utterances']}\t{g['words']}" for value, g in table.items()]
+        (out_dir / f"by-{field}.tsv").write_text("\n".join(lines) + "\n")
     write_manifest(out_dir / "utterances.jsonl", per_utt)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     for error in failed:
         log(f"failed: {error}")
     return summary
+
+
+def breakdown(rows, per_utt, field) -> dict:
+    """{value of `field`: {wer, cer, utterances, words}} over the scored utterances, sorted by value.
+    Rows without the field count under "(none)"."""
+    groups = {}
+    for row, entry in zip(rows, per_utt):
+        if "word_errors" in entry:
+            groups.setdefault(str(row.get(field, "(none)")), []).append(entry)
+    table = {}
+    for value in sorted(groups):
+        g = groups[value]
+        words, chars = sum(e["words"] for e in g), sum(e["chars"] for e in g)
+        table[value] = {"wer": sum(e["word_errors"] for e in g) / max(words, 1),
+                        "cer": sum(e["char_errors"] for e in g) / max(chars, 1), "utterances": len(g), "words": words}
+    return table
+
+
+def top_errors(refs, hyps, n: int = 10) -> dict:
+    """The `n` most frequent word substitutions [ref, hyp, count], deletions and insertions [word, count]."""
+    import jiwer
+
+    if not refs:
+        return {"substitutions": [], "deletions": [], "insertions": []}
+    subs, ins, dels = jiwer.collect_error_counts(jiwer.process_words(refs, hyps))
+    most = lambda counts: sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return {"substitutions": [[ref, hyp, c] for (ref, hyp), c in most(subs)],
+            "deletions": [[w, c] for w, c in most(dels)], "insertions": [[w, c] for w, c in most(ins)]}
+
+
+def spread(values: list[float]) -> str:
+    """min / quartiles / max of per-group WERs, for a field with many values (speakers)."""
+    import numpy as np
+
+    q = np.percentile(values, [0, 25, 50, 75, 100])
+    return " / ".join(f"{name} {100 * v:.1f}%" for name, v in zip(("min", "25%", "median", "75%", "max"), q))
 
 
 def tune_lm(recognizer: Recognizer, rows: list[dict], lm, lexicon=None, lm_weights=(0.5, 1.0, 1.5, 2.0, 3.0),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asr.data import download as dl
 from asr.data import librispeech as ls
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
@@ -119,7 +120,7 @@ PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
 def test_download_resumes_after_dropped_connection(server, tmp_path, honor_range):
     server["files"]["/f.bin"] = PAYLOAD
     server["cut_first"], server["honor_range"] = True, honor_range
-    dest = ls.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD),
+    dest = dl.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD),
                        log=lambda _: None, chunk=4096, retry_wait=0)
     assert md5(dest.read_bytes()) == md5(PAYLOAD)
     assert not (tmp_path / "f.bin.part").exists()
@@ -130,31 +131,31 @@ def test_download_resumes_after_dropped_connection(server, tmp_path, honor_range
 def test_download_finishes_a_complete_part_file(server, tmp_path):
     server["files"]["/f.bin"] = PAYLOAD
     (tmp_path / "f.bin.part").write_bytes(PAYLOAD)  # interrupted after the last byte, before the rename
-    ls.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD), log=lambda _: None)
+    dl.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD), log=lambda _: None)
     assert (tmp_path / "f.bin").read_bytes() == PAYLOAD
 
 
 def test_download_wrong_md5_raises_and_leaves_nothing(server, tmp_path):
     server["files"]["/f.bin"] = PAYLOAD
     with pytest.raises(ASRError, match="MD5 mismatch") as err:
-        ls.download(server["url"] + "/f.bin", tmp_path / "f.bin", "0" * 32, log=lambda _: None)
+        dl.download(server["url"] + "/f.bin", tmp_path / "f.bin", "0" * 32, log=lambda _: None)
     assert "f.bin" in str(err.value) and "0" * 32 in str(err.value) and md5(PAYLOAD) in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_download_http_error_is_not_retried(server, tmp_path):
     with pytest.raises(ASRError, match="HTTP 404"):
-        ls.download(server["url"] + "/missing", tmp_path / "x", log=lambda _: None, retry_wait=0)
+        dl.download(server["url"] + "/missing", tmp_path / "x", log=lambda _: None, retry_wait=0)
     assert len(server["requests"]) == 1
 
 
 def test_existing_verified_file_is_not_downloaded_again(server, tmp_path):
     server["files"]["/f.bin"] = PAYLOAD
     (tmp_path / "f.bin").write_bytes(PAYLOAD)
-    ls.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD), log=lambda _: None)
+    dl.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD), log=lambda _: None)
     assert server["requests"] == []
     (tmp_path / "f.bin").write_bytes(b"stale")  # wrong content: fetched again
-    ls.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD), log=lambda _: None)
+    dl.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD), log=lambda _: None)
     assert (tmp_path / "f.bin").read_bytes() == PAYLOAD and len(server["requests"]) == 1
 
 
@@ -219,7 +220,7 @@ def test_safe_extract_refuses_escapes(tmp_path, monkeypatch, case, use_stdlib_fi
     archive = _tar(tmp_path / "evil.tar.gz", members)
     bad_name = members[-1][0]["name"] if case != "symlink-out" else "link"
     with pytest.raises(ASRError) as err:
-        ls.safe_extract(archive, box / "dest")
+        dl.safe_extract(archive, box / "dest")
     assert str(archive) in str(err.value) and bad_name in str(err.value)
     written = sorted(str(p.relative_to(box)) for p in box.rglob("*") if "dest" not in p.relative_to(box).parts)
     assert written == ["outside", "outside/secret"]
@@ -233,7 +234,7 @@ def test_safe_extract_keeps_safe_links_and_files(tmp_path):
         ({"name": "d/link", "type": tarfile.SYMTYPE, "linkname": "a.txt"}, None),
         ({"name": "d/hard", "type": tarfile.LNKTYPE, "linkname": "d/a.txt"}, None),
     ])
-    dest = ls.safe_extract(archive, tmp_path / "dest")
+    dest = dl.safe_extract(archive, tmp_path / "dest")
     assert (dest / "d" / "link").read_text() == "hello"
     assert (dest / "d" / "hard").read_text() == "hello"
 
@@ -242,4 +243,4 @@ def test_safe_extract_corrupt_archive(tmp_path):
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(b"\x1f\x8b" + b"garbage" * 50)
     with pytest.raises(ASRError, match="bad.tar.gz"):
-        ls.safe_extract(bad, tmp_path / "dest")
+        dl.safe_extract(bad, tmp_path / "dest")

@@ -32,6 +32,27 @@ def test_evaluate_writes_per_utterance_report(overfit_run, tiny_corpus, tmp_path
     assert summary["word_errors"] == sum(r["word_errors"] for r in rows)
 
 
+def test_evaluate_breaks_wer_down_by_a_manifest_field(overfit_run, tiny_corpus, tmp_path, run_cli):
+    _, manifests = tiny_corpus
+    _, best = overfit_run
+    code, out, err = run_cli("evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path,
+                             "--by", "speaker")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = [json.loads(l) for l in (tmp_path / "utterances.jsonl").read_text().splitlines()]
+    speakers = {r["speaker"] for r in read_manifest(manifests["test"])}
+    table = summary["by"]["speaker"]
+    assert set(table) == speakers
+    assert sum(g["words"] for g in table.values()) == summary["words"]
+    assert sum(g["wer"] * g["words"] for g in table.values()) == pytest.approx(summary["word_errors"])
+    assert out.startswith("WER ") and all(f"speaker {s}: WER" in out for s in speakers)
+    assert (tmp_path / "by-speaker.tsv").read_text().count("\n") == len(speakers) + 1
+    assert sum(c for *_, c in summary["top_errors"]["substitutions"]) <= sum(r["word_errors"] for r in rows)
+    code, _, err = run_cli("evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path,
+                           "--by", "spekaer")
+    assert code == 1 and "--by spekaer: no utterance" in err and "speaker" in err
+
+
 def test_transcribe_reports_bad_files_and_goes_on(overfit_run, tiny_corpus, tmp_path, run_cli):
     _, manifests = tiny_corpus
     _, best = overfit_run

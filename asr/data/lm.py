@@ -1,5 +1,5 @@
 """The official LibriSpeech language models and lexicon (OpenSLR resource 11), downloaded with the
-same resumable, verified download as the corpus (`asr.data.librispeech.download`).
+same resumable, verified download as the corpus (`asr.data.download.download`).
 
 OpenSLR publishes no checksum list for resource 11. The MD5 sums below are those hard-coded in
 public recipes (sdrobert/pytorch-database-prep `librispeech.py`, agreeing with the byte sizes in
@@ -9,7 +9,7 @@ The lexicon's phonemes are not used: the decoder spells each word with the model
 """
 from pathlib import Path
 
-from asr.data.librispeech import download
+from asr.data.download import download
 from asr.errors import file_error
 
 BASE_URL = "https://www.openslr.org/resources/11"
