@@ -49,6 +49,8 @@ SO_DATA := data/speechocean762
 SO_RUN := runs/speechocean762
 SO_CKPT := $(SO_RUN)/checkpoints/best.ckpt
 SO_LM := $(SO_DATA)/lm/train-3gram.arpa
+# LM weight and word score tuned with `asr tune-lm` on dev (RESULTS.md); beam 10: 2,500 utterances in minutes
+SO_BEAM := --lm-weight 1.0 --word-score 2.0 --beam-size 10
 
 $(SO_DATA)/train.jsonl: | install
 	$(BIN)/asr prepare speechocean762 --root $(SPEECHOCEAN) --out $(SO_DATA)
@@ -61,7 +63,7 @@ speechocean: install $(SO_DATA)/train.jsonl data/synth/corpus.json
 	@echo "== beam search with a 3-gram word LM built from the TRAINING transcripts only"
 	$(BIN)/python scripts/build_arpa.py $(SO_DATA)/train.jsonl --order 3 --out $(SO_LM)
 	$(BIN)/asr evaluate --checkpoint $(SO_CKPT) --data $(SO_DATA)/test.jsonl --out $(SO_RUN)/eval-test-lm \
-	    --lm $(SO_LM) --lm-weight $(SO_LM_WEIGHT) --word-score $(SO_WORD_SCORE) --by age_group
+	    --lm $(SO_LM) $(SO_BEAM) --by age_group
 
 # The peer on the same files: PocketSphinx 5 (bundled US English model and LM) beside the model above, on
 # every 10th test utterance (PocketSphinx decodes at about half real time: the whole half takes an hour).
