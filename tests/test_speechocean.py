@@ -115,7 +115,7 @@ def test_tiny_training_run_on_real_utterances(tmp_path, run_cli):
     small.write_text("".join(json.dumps(r) + "\n" for r in rows[::96][:24]))
     code, out, err = run_cli("train", "--config", "configs/speechocean762.yaml", f"out_dir={tmp_path / 'run'}",
                              f"data.train={small}", f"data.val={small}", "init_from=null", "tokenizer.kind=char",
-                             "model.hidden=64", "model.layers=2", "model.char_ctc_layer=0", "trainer.max_epochs=2", "trainer.max_time=null",
+                             "model.hidden=64", "model.layers=2", "model.char_ctc_layer=0", "trainer.max_epochs=2", "trainer.max_time=null", "trainer.val_check_interval=1.0",
                              "trainer.enable_progress_bar=false")
     assert code == 0, err
     ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
