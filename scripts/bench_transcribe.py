@@ -42,16 +42,10 @@ def checkpoint_for(config_path: Path, out: Path) -> tuple[Path, int]:
 
 
 def pocketsphinx_rtf(paths, audio_seconds: float) -> float:
-    from pocketsphinx import Decoder
+    from peer_pocketsphinx import pocketsphinx_texts  # this folder: the one PocketSphinx loop both scripts use
 
-    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
     start = time.perf_counter()
-    for path in paths:
-        pcm = (load_audio(path).clip(-1, 1) * 32767).astype("<i2").tobytes()
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        _ = decoder.hyp()
+    pocketsphinx_texts(paths)
     return (time.perf_counter() - start) / audio_seconds
 
 
