@@ -30,6 +30,10 @@ def read_eval_data(data) -> list[dict]:
 
 def evaluate(recognizer: Recognizer, rows: list[dict], out_dir, by=(), log=print) -> dict:
     """Transcribe `rows` and score them; `by`: manifest fields to break the WER down by (e.g. speaker)."""
+    for field in by:  # checked first: a typo would otherwise put every utterance under "(none)"
+        if not any(field in row for row in rows):
+            raise ASRError(f"--by {field}: no utterance in the data has this field "
+                           f"(fields: {', '.join(sorted({k for row in rows for k in row}))})")
     out_dir = Path(out_dir)
     results = transcribe_files(recognizer, [r["audio"] for r in rows])
     per_utt, refs, hyps, failed = [], [], [], []
@@ -91,6 +95,24 @@ def top_errors(refs, hyps, n: int = 10) -> dict:
     most = lambda counts: sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
     return {"substitutions": [[ref, hyp, c] for (ref, hyp), c in most(subs)],
             "deletions": [[w, c] for w, c in most(dels)], "insertions": [[w, c] for w, c in most(ins)]}
+
+
+def breakdown_lines(summary: dict) -> list[str]:
+    """WER per value of each `by` field (the spread when there are many), then the commonest word errors."""
+    lines = []
+    for field, table in summary["by"].items():
+        if len(table) <= 12:
+            lines += [f"  {field} {value}: WER {100 * g['wer']:.2f}%  CER {100 * g['cer']:.2f}%  "
+                      f"({g['utterances']} utterances, {g['words']} words)" for value, g in table.items()]
+        else:
+            lines.append(f"  {field}: {len(table)} values, WER {spread([g['wer'] for g in table.values()])} "
+                         f"(by-{field}.tsv)")
+    top = summary["top_errors"]
+    if top["substitutions"]:
+        lines.append("  most frequent substitutions: " + ", ".join(f"{r}->{h} {c}" for r, h, c in top["substitutions"]))
+    lines += [f"  most frequent {kind}: " + ", ".join(f"{w} {c}" for w, c in top[kind])
+              for kind in ("deletions", "insertions") if top[kind]]
+    return lines
 
 
 def spread(values: list[float]) -> str:

@@ -1,5 +1,5 @@
 """The error report of `asr evaluate`: breakdown by a field, the most frequent word errors, the spread."""
-from asr.evaluate import breakdown, spread, top_errors
+from asr.evaluate import breakdown, breakdown_lines, spread, top_errors
 
 
 def test_top_errors_counts_substitutions_deletions_insertions():
@@ -27,3 +27,14 @@ def test_breakdown_weights_by_words_and_keeps_rows_without_the_field():
 
 def test_spread_names_min_quartiles_max():
     assert spread([0.1, 0.2, 0.3, 0.4, 0.5]) == "min 10.0% / 25% 20.0% / median 30.0% / 75% 40.0% / max 50.0%"
+
+
+def test_breakdown_lines_list_few_values_and_summarise_many():
+    few = {"child": {"wer": 0.5, "cer": 0.25, "utterances": 2, "words": 10}}
+    many = {f"s{i:02d}": {"wer": i / 20, "cer": 0.1, "utterances": 1, "words": 5} for i in range(13)}
+    top = {"substitutions": [["CAT", "HAT", 2]], "deletions": [], "insertions": [["AWAY", 1]]}
+    lines = breakdown_lines({"by": {"age_group": few, "speaker": many}, "top_errors": top})
+    assert lines == ["  age_group child: WER 50.00%  CER 25.00%  (2 utterances, 10 words)",
+                     "  speaker: 13 values, WER min 0.0% / 25% 15.0% / median 30.0% / 75% 45.0% / max 60.0% "
+                     "(by-speaker.tsv)",
+                     "  most frequent substitutions: CAT->HAT 2", "  most frequent insertions: AWAY 1"]
