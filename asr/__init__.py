@@ -1,25 +1,32 @@
 """CTC speech recognition with a bidirectional LSTM.
 
-Python API:
-    from asr import Recognizer
-    rec = Recognizer("runs/demo/checkpoints/best.ckpt")
-    result = rec.transcribe("clip.flac")        # or a mono 16 kHz float32 numpy array
-    result.text                                 # "HELLO WORLD"
-    result.words                                # [Word("HELLO", start=0.12, end=0.48, confidence=0.97), ...]
+    import asr
+    model = asr.load_model("runs/demo/checkpoints/best.ckpt")
+    result = model.transcribe("clip.flac")            # or a 1-D NumPy array / torch tensor (sample_rate=...)
+    result.text                                       # "HELLO WORLD"
+    result.words                                      # [Word("HELLO", start=0.12, end=0.48, confidence=0.97), ...]
+    model.transcribe("clip.flac", decoder="beam", lm="lm.arpa", lm_weight=0.5)
+    model.transcribe_many(["a.flac", "b.wav"])        # a file that fails has result.error; the rest go on
+
+Every error meant for users is an `asr.ASRError` with a one-line message naming the file and the problem.
 """
 from asr.errors import ASRError
 
-__all__ = ["ASRError", "Recognizer", "load_audio"]
+__all__ = ["ASRError", "DecodingOptions", "Model", "Result", "Word", "load_audio", "load_model"]
 
 
-def __getattr__(name):  # import torch-heavy modules only when used
-    if name == "Recognizer":
+def __getattr__(name):  # torch is imported on first use, so `import asr` stays instant
+    if name in ("load_model", "Model", "DecodingOptions", "Result"):
         from asr.environment import check_torchaudio
 
         check_torchaudio()  # a torch/torchaudio mismatch raises ASRError in one line
-        from asr.transcribe import Recognizer
+        import asr.transcribe
 
-        return Recognizer
+        return getattr(asr.transcribe, name)
+    if name == "Word":
+        from asr.decoding import Word
+
+        return Word
     if name == "load_audio":
         from asr.audio import load_audio
 

@@ -56,11 +56,16 @@ def load_audio(path) -> np.ndarray:
     audio, sr = _decode(path)
     if audio.size == 0:
         raise file_error(path, "audio has no samples")
-    audio = to_mono_16k(audio, sr)
+    return check_samples(to_mono_16k(audio, sr), path)
+
+
+def check_samples(audio: np.ndarray, source, min_samples: int = MIN_SAMPLES) -> np.ndarray:
+    """(samples,) at 16 kHz -> the same array, or ASRError naming `source` (a path, or shard:key) if it
+    holds NaN/inf samples or fewer than `min_samples`: the one check every decoded utterance passes."""
     if not np.isfinite(audio).all():
-        raise file_error(path, "audio contains NaN or infinite samples")
-    if audio.shape[0] < MIN_SAMPLES:
-        raise file_error(path, f"audio is too short ({audio.shape[0]} samples at 16 kHz, need {MIN_SAMPLES})")
+        raise file_error(source, "audio contains NaN or infinite samples")
+    if audio.shape[0] < min_samples:
+        raise file_error(source, f"audio is too short ({audio.shape[0]} samples at 16 kHz, need {min_samples})")
     return audio
 
 
@@ -73,3 +78,20 @@ def audio_duration(path) -> float:
         return info.frames / info.samplerate
     except Exception:
         return load_audio(path).shape[0] / SAMPLE_RATE
+
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".webm"}
+
+
+def expand_inputs(inputs) -> list[Path]:
+    """Files as given; a folder becomes the audio files under it (by extension, sorted)."""
+    out = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                raise file_error(item, f"no audio files in this folder ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+            out += found
+        else:
+            out.append(item)
+    return out

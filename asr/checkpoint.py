@@ -1,19 +1,24 @@
-"""Checkpoints: loaded safely (tensors and plain data only, never code: torch.load weights_only) and
-written atomically (a crash mid-write never leaves a half-written file where a good one was)."""
+"""Checkpoints: loaded safely (tensors and plain data only, never code: torch.load weights_only), with
+one format version checked here, and turned into the inference model without any training code.
+
+A checkpoint is the dict `asr train` writes (through Lightning): "state_dict" (the model's weights,
+under "model."), and "asr": {"format", "model_args" (ASRModel's arguments), "tokenizer", "config"}.
+Training state (optimizer, schedule, loops, random generators) rides along for resuming."""
 import os
 import re
 import zipfile
 from pathlib import Path
 
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from asr.errors import file_error
+
+FORMAT_VERSION = 2  # raised whenever a checkpoint of the old layout would load wrongly
 
 
 def read_checkpoint(path) -> dict:
     """torch.load with weights_only=True: tensors and plain data, never code. Every use of a
-    checkpoint (transcribe, evaluate, train --resume) reads it through here first."""
+    checkpoint (transcribe, evaluate, fine-tuning, train --resume) reads it through here first."""
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "checkpoint not found")
@@ -21,34 +26,42 @@ def read_checkpoint(path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refuses anything but tensors and plain data
         raise file_error(path, _load_problem(path, e)) from None
-    if not isinstance(ckpt, dict) or "asr" not in ckpt or "state_dict" not in ckpt:
-        raise file_error(path, "not an asr checkpoint (no model config inside)")
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("asr"), dict) or "state_dict" not in ckpt:
+        raise file_error(path, "not an asr checkpoint (no model description inside)")
+    version = ckpt["asr"].get("format")
+    if version != FORMAT_VERSION:
+        raise file_error(path, f"checkpoint format {version} is not the format this version of asr reads "
+                               f"({FORMAT_VERSION}): use the asr release that wrote it, or retrain")
     return ckpt
 
 
-def load_module(path, device="cpu"):
-    """A Lightning checkpoint written by `asr train` -> CTCModule in eval mode on `device`."""
-    from asr.lightning import CTCModule
+def model_weights(state_dict: dict) -> dict:
+    """The training module's state_dict -> the inference model's (its keys under "model.")."""
+    return {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
+
+
+def load_model_and_tokenizer(path, device="cpu"):
+    """A checkpoint written by `asr train` -> (ASRModel in eval mode on `device`, tokenizer, its "asr" dict)."""
+    from asr.model import ASRModel
+    from asr.text import tokenizer_from_dict
 
     path = Path(path)
     ckpt = read_checkpoint(path)
+    info = ckpt["asr"]
     try:
-        module = CTCModule.from_asr_dict(ckpt["asr"])
+        tokenizer = tokenizer_from_dict(info["tokenizer"])
+        model = ASRModel(**info["model_args"])
     except (KeyError, TypeError, ValueError) as e:
-        raise file_error(path, f"incompatible checkpoint config ({e})") from None
-    proj = ckpt["state_dict"].get("model.proj.weight") if isinstance(ckpt["state_dict"], dict) else None
-    if isinstance(proj, torch.Tensor) and proj.shape[0] != module.tokenizer.vocab_size:
+        raise file_error(path, f"incompatible checkpoint ({type(e).__name__}: {e})") from None
+    if model.vocab_size != tokenizer.vocab_size:
         raise file_error(path, f"tokenizer/vocabulary mismatch: the checkpoint's tokenizer has "
-                               f"{module.tokenizer.vocab_size} tokens but its weights output {proj.shape[0]}")
+                               f"{tokenizer.vocab_size} tokens but its weights output {model.vocab_size}")
     try:
-        result = module.load_state_dict(ckpt["state_dict"], strict=False)
-    except RuntimeError as e:  # shape mismatch: say which tensor
-        detail = next((l.strip() for l in str(e).splitlines() if "size mismatch" in l), str(e).splitlines()[0])
+        model.load_state_dict(model_weights(ckpt["state_dict"]))
+    except RuntimeError as e:  # missing, unexpected or misshapen tensors: say which
+        detail = next((l.strip() for l in str(e).splitlines()[1:] if l.strip()), str(e).splitlines()[0])
         raise file_error(path, f"checkpoint weights do not match the model ({detail[:200]})") from None
-    problems = list(result.missing_keys) + list(result.unexpected_keys)
-    if problems:
-        raise file_error(path, f"checkpoint weights do not match the model ({', '.join(problems[:3])})")
-    return module.to(device).eval()
+    return model.to(device).eval(), tokenizer, info
 
 
 def _load_problem(path: Path, e: Exception) -> str:
@@ -67,25 +80,31 @@ def _load_problem(path: Path, e: Exception) -> str:
     return f"not a loadable checkpoint ({first[:200]})"
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, made crash-safe: the checkpoint goes to NAME.tmp in the same
-    folder, is flushed to disk (fsync), and only then renamed over NAME (atomic on POSIX). A kill at
-    any moment leaves either the old checkpoint or the new one, never a torn file."""
+def write_checkpoint(path, model, tokenizer, config: dict | None = None) -> Path:
+    """An inference checkpoint (weights and description, no training state) that load_model reads:
+    for models made outside `asr train` (benchmarks, averaged weights)."""
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    asr = {"format": FORMAT_VERSION, "model_args": model.args, "tokenizer": tokenizer.to_dict(), "config": config or {}}
+    return save_atomically({"state_dict": state, "asr": asr}, path)
 
-    def save_checkpoint(self, checkpoint, path, storage_options=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        try:  # make the rename itself durable
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+
+def save_atomically(checkpoint: dict, path) -> Path:
+    """torch.save to NAME.tmp in the same folder, flushed to disk (fsync), then renamed over NAME (atomic
+    on POSIX): a kill at any moment leaves either the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    return path

@@ -13,35 +13,31 @@ def cmd_prepare(args):
     if args.corpus == "shards":
         from asr.data.shards import write_shards
 
-        print(write_shards(args.manifest, args.out, args.per_shard))
-        return
-    if args.corpus == "lm":
+        written = {"index": write_shards(args.manifest, args.out, args.per_shard)}
+    elif args.corpus == "lm":
         from asr.data.lm import DEFAULT_FILES, prepare_librispeech_lm
 
-        files = [f.strip() for f in args.files.split(",")] if args.files else DEFAULT_FILES
-        for name, path in prepare_librispeech_lm(args.root, files).items():
-            print(f"{name}\t{path}")
-        return
-    if args.corpus == "kaldi":
+        written = prepare_librispeech_lm(args.root, [f.strip() for f in args.files.split(",")] if args.files
+                                         else DEFAULT_FILES)
+    elif args.corpus == "kaldi":
         from asr.data.kaldi import prepare_kaldi
 
-        print(prepare_kaldi(args.data_dir, args.out, root=args.root))
-        return
-    if args.corpus == "speechocean762":
+        written = {"manifest": prepare_kaldi(args.data_dir, args.out, root=args.root)}
+    elif args.corpus == "speechocean762":
         from asr.data.speechocean import prepare_speechocean762
 
-        manifests = prepare_speechocean762(args.root, download=args.download, out_dir=args.out,
-                                           n_dev_speakers=args.dev_speakers)
+        written = prepare_speechocean762(args.root, download=args.download, out_dir=args.out,
+                                         n_dev_speakers=args.dev_speakers)
     elif args.corpus == "librispeech":
         from asr.data.librispeech import prepare_librispeech
 
         subsets = [s.strip() for s in args.subsets.split(",") if s.strip()]
-        manifests = prepare_librispeech(args.root, subsets, download=args.download, out_dir=args.out)
+        written = prepare_librispeech(args.root, subsets, download=args.download, out_dir=args.out)
     else:
         from asr.data.fsdd import prepare_fsdd
 
-        manifests = prepare_fsdd(args.root, args.out, test_speaker=args.test_speaker)
-    for name, path in manifests.items():
+        written = prepare_fsdd(args.root, args.out, test_speaker=args.test_speaker)
+    for name, path in written.items():
         print(f"{name}\t{path}")
 
 
@@ -65,32 +61,35 @@ def cmd_synth(args):
 def cmd_train(args):
     started = time.monotonic()  # before the heavy imports (the interpreter's own start and exit add 1-5 s)
     from asr.config import load_config
-    from asr.train import minutes_seconds, train
+    from asr.training.train import minutes_seconds, train
 
     config = load_config(args.config, args.overrides)
     if args.init:
-        config["init_from"] = args.init
+        config.init_from = args.init
     best = train(config, resume=args.resume)
     logging.getLogger("asr").info("asr train: %s from the command's start to its last checkpoint",
                                   minutes_seconds(time.monotonic() - started))
     print(f"best checkpoint: {best}")
 
 
-def decoding_overrides(args) -> dict:
-    """The decoder flags a user gave (None = not given: the checkpoint's settings stand)."""
-    return {"decoder": args.decoder, "beam_size": args.beam_size, "lm": args.lm, "lexicon": args.lexicon,
-            "lm_weight": args.lm_weight, "word_score": args.word_score}
+def decoding_options(args):
+    """--decoding FILE (if given), then the decoder flags the user gave on top of it."""
+    from asr.transcribe import DecodingOptions, decoding_options
+
+    given = {k: getattr(args, k) for k in ("decoder", "beam_size", "lm", "lexicon", "lm_weight", "word_score")}
+    return decoding_options(DecodingOptions.load(args.decoding) if args.decoding else None,
+                            **{k: v for k, v in given.items() if v is not None})
 
 
 def cmd_evaluate(args):
     from asr.evaluate import breakdown_lines, evaluate, read_eval_data
-    from asr.transcribe import Recognizer
+    from asr.transcribe import load_model
 
-    recognizer = Recognizer(args.checkpoint, args.device, decoding_overrides(args))
-    rows = read_eval_data(args.data)
+    options = decoding_options(args)
+    model, rows = load_model(args.checkpoint, args.device), read_eval_data(args.data)
     out = args.out or Path(args.checkpoint).resolve().parent.parent / f"eval-{Path(args.data).stem}"
     by = [f.strip() for f in args.by.split(",") if f.strip()] if args.by else []
-    summary = evaluate(recognizer, rows, out, by=by, log=lambda m: print(m, file=sys.stderr))
+    summary = evaluate(model, rows, out, options, by=by, log=lambda m: print(m, file=sys.stderr))
     if not summary["words"]:  # 0 errors in 0 words is no score at all, not 0% WER
         empty = len(rows) - summary["failed"]
         why = [f"{summary['failed']} failed to load"] * bool(summary["failed"]) + [f"{empty} with no words"] * bool(empty)
@@ -107,11 +106,10 @@ def cmd_tune_lm(args):
     import yaml
 
     from asr.evaluate import read_eval_data, tune_lm
-    from asr.transcribe import Recognizer
+    from asr.transcribe import load_model
 
-    recognizer = Recognizer(args.checkpoint, args.device, {"decoder": "greedy"})
     floats = lambda text: [float(x) for x in text.split(",")]
-    report = tune_lm(recognizer, read_eval_data(args.data), args.lm, args.lexicon, floats(args.lm_weights),
+    report = tune_lm(load_model(args.checkpoint, args.device), read_eval_data(args.data), args.lm, args.lexicon, floats(args.lm_weights),
                      floats(args.word_scores), args.beam_size, log=lambda m: print(m, file=sys.stderr))
     best = report["best"]
     settings = {"decoder": "beam", "beam_size": args.beam_size, "lm": str(Path(args.lm).resolve()),
@@ -122,11 +120,12 @@ def cmd_tune_lm(args):
                    f"this setting {100 * best['wer']:.2f}% ({report['utterances']} utterances)\n"
                    + yaml.safe_dump(settings, sort_keys=False))
     print(f"best: lm_weight {best['lm_weight']} word_score {best['word_score']}  WER {100 * best['wer']:.2f}% "
-          f"(greedy {100 * report['greedy_wer']:.2f}%)  -> {out}")
+          f"(greedy {100 * report['greedy_wer']:.2f}%)  -> {out} (use it with --decoding {out})")
 
 
 def cmd_transcribe(args):
-    from asr.transcribe import Recognizer, expand_inputs, transcribe_files
+    from asr.audio import expand_inputs
+    from asr.transcribe import load_model
     from asr.writers import render
 
     args.files = expand_inputs(args.files)
@@ -138,7 +137,8 @@ def cmd_transcribe(args):
         for path in args.files:
             if (other := stems.setdefault(Path(path).stem, path)) != path:
                 raise ASRError(f"{path}: same name as {other}: both would write {Path(path).stem}.* in {out_dir}")
-    recognizer = Recognizer(args.checkpoint, args.device, decoding_overrides(args))
+    options = decoding_options(args)
+    model = load_model(args.checkpoint, args.device)
 
     def show(result):
         if result.error:
@@ -154,7 +154,7 @@ def cmd_transcribe(args):
         else:
             print(render(result, args.format), end="", flush=True)
 
-    results = transcribe_files(recognizer, args.files, on_result=show)
+    results = model.transcribe_many(args.files, options, on_result=show)
     failed = [r for r in results if r.error]
     if out_dir is not None:
         print(f"{len(results) - len(failed)} transcripts written to {out_dir}", file=sys.stderr)
@@ -167,7 +167,8 @@ def cmd_transcribe(args):
 
 
 def add_decoder_flags(p):
-    g = p.add_argument_group("decoding (defaults: the checkpoint's decoding.yaml or config, else greedy)")
+    g = p.add_argument_group("decoding (default: greedy)")
+    g.add_argument("--decoding", metavar="FILE", help="settings saved by `asr tune-lm` (decoding.yaml); flags override")
     g.add_argument("--decoder", choices=["greedy", "beam"])
     g.add_argument("--beam-size", type=int)
     g.add_argument("--lm", help="KenLM word n-gram LM: ARPA, gzipped ARPA or binary (implies --decoder beam)")

@@ -1,53 +1,195 @@
-"""Run configs: YAML files of plain data, defaults below, `key.sub=value` overrides from the CLI."""
-import copy
+"""Run configs: one dataclass per section, the defaults below, YAML files of plain data, and
+`key.sub=value` overrides from the command line. An unknown key at any depth is an error that names
+the key and the closest valid one: a typo never silently does nothing."""
+import dataclasses
+import difflib
 import re
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from asr.errors import ASRError, file_error
 
-DEFAULTS = {
-    "seed": 0,
-    # Fine-tuning: start from this checkpoint's weights, tokenizer, model shape and input features (they
-    # replace this config's: asr.train.adopt_checkpoint_model); data, augmentation, optimiser, schedule are this run's.
-    "init_from": None,
-    "out_dir": "runs/default",
-    "logger": "csv",  # csv | tensorboard (needs `pip install tensorboard`)
-    "tokenizer": {"kind": "char"},
-    "data": {"train": None, "val": None, "max_batch_seconds": 200.0, "max_duration": 35.0, "num_workers": 2,
-             "speed_perturb": None,  # e.g. [0.9, 1.1]
-             "cache_audio": False},  # keep decoded audio in memory (115 MB/hour, 16-bit; with num_workers: 0)
-    "features": {"n_mels": 80,
-                 "dynamic_range_db": 80.0,  # log floor below each utterance's peak (None: the old fixed floor)
-                 "taper_ms": 10.0,  # fade each utterance's edges: a clip cut mid-sound otherwise ends in a click
-                 # Silence added around every utterance (rounded up to whole output frames), which the network
-                 # hears and CTC does not score: tightly and loosely cut clips then look alike (FSDD: RESULTS.md).
-                 "edge_pad_ms": 0.0,
-                 # per_bin: each mel bin to zero mean and unit variance over the utterance (CMVN); per_utterance:
-                 # one mean and variance for all bins, which keeps the spectral shape (for isolated words).
-                 "normalize": "per_bin",
-                 "specaugment": {"freq_masks": 2, "freq_width": 15, "time_masks": 2, "time_width": 0.05},
-                 "vtlp": 0.0,  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
-                 "noise": {"snr_db": [10.0, 30.0], "prob": 0.0}},  # white/pink noise on `prob` of the utterances
-    # char_ctc_layer > 0 adds a character CTC head on that LSTM layer, trained with weight char_ctc_weight
-    # beside the main head (hierarchical CTC): what lets large subword vocabularies learn quickly.
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "char"  # char | bpe | unigram (sentencepiece, learnt from the training transcripts)
+    vocab_size: int = 256  # bpe/unigram only
+    chars: str | None = None  # char only: the alphabet (default: letters, space, apostrophe)
+
+
+@dataclass
+class DataConfig:
+    train: str | list[str] | None = None  # manifest(s) (.jsonl), or a shards.json index to stream from
+    val: str | list[str] | None = None
+    max_batch_seconds: float = 200.0  # padded audio per batch
+    max_duration: float = 35.0  # longer utterances are left out of training
+    num_workers: int = 2
+    speed_perturb: list[float] | None = None  # e.g. [0.9, 1.1]
+    cache_audio: bool = False  # keep decoded audio in memory (115 MB/hour, 16-bit; needs num_workers: 0)
+
+
+@dataclass
+class SpecAugmentConfig:
+    freq_masks: int = 2
+    freq_width: int = 15  # mel bins, at most
+    time_masks: int = 2
+    time_width: float = 0.05  # fraction of each utterance, at most
+
+
+@dataclass
+class NoiseConfig:
+    snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])
+    prob: float = 0.0  # the share of training utterances that get white or pink noise
+
+
+@dataclass
+class FeaturesConfig:
+    # The input chain, part of the model (saved with its weights):
+    n_mels: int = 80
+    dynamic_range_db: float = 80.0  # log floor below each utterance's peak
+    taper_ms: float = 10.0  # fade each utterance's edges: a clip cut mid-sound otherwise ends in a click
+    # Silence added around every utterance (rounded up to whole output frames), which the network hears
+    # and CTC does not score: tightly and loosely cut clips then look alike.
+    edge_pad_ms: float = 0.0
+    # per_bin: each mel bin to zero mean and unit variance over the utterance (CMVN); per_utterance: one
+    # mean and variance for all bins, which keeps the spectral shape (for isolated words).
+    normalize: str = "per_bin"
+    # Training augmentation (not part of the model):
+    specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
+    vtlp: float = 0.0  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+
+
+@dataclass
+class ModelConfig:
+    subsample: str = "stack"  # stack | conv
+    subsample_factor: int = 4
+    hidden: int = 320
+    layers: int = 3
+    dropout: float = 0.1
     # merge: how a layer joins its two directions, concat (2H values) or sum (H: the next layer's input
     # weights halve, as in DeepSpeech 2).
-    "model": {"subsample": "stack", "subsample_factor": 4, "hidden": 320, "layers": 3, "dropout": 0.1,
-              "char_ctc_layer": 0, "char_ctc_weight": 0.0, "merge": "concat"},
-    # last.ckpt is rewritten (atomically) every `last_every_n_steps` optimizer steps and at every epoch
-    # end, so a killed run loses at most that many steps; best.ckpt follows validation WER.
-    "checkpoint": {"last_every_n_steps": 200},
-    # After the warm-up the LR decays to final_lr_ratio x lr along a half cosine or a straight line (`decay`).
-    "optim": {"lr": 1.5e-3, "weight_decay": 0.01, "warmup_steps": 300, "final_lr_ratio": 0.02, "decay": "cosine"},
-    # Passed to pytorch_lightning.Trainer, except gradient_clip_val, which CTCModule applies itself (in its NaN
-    # check, so that AdamW can run fused); "precision: auto" means 16-mixed on GPU, on a CPU with native bf16
-    # (AVX512-BF16/AMX) bf16-mixed where the model's step, timed at the start, is faster in it, else fp32
-    # (asr.train.auto_precision).
-    "trainer": {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",
-                "gradient_clip_val": 5.0, "log_every_n_steps": 20},
-}
+    merge: str = "concat"
+    # char_ctc_layer > 0 adds a character CTC head on that LSTM layer, trained with weight char_ctc_weight
+    # beside the main head (hierarchical CTC): what lets large subword vocabularies learn quickly.
+    char_ctc_layer: int = 0
+    char_ctc_weight: float = 0.0
+
+
+@dataclass
+class CheckpointConfig:
+    # last.ckpt is rewritten (atomically) every this many optimizer steps and at every epoch end, so a
+    # killed run loses at most that many steps; best.ckpt follows validation WER.
+    last_every_n_steps: int = 200
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.5e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 300
+    final_lr_ratio: float = 0.02  # after the warm-up the LR decays to final_lr_ratio x lr ...
+    decay: str = "cosine"  # ... along a half cosine or a straight line (linear)
+
+
+# Passed to pytorch_lightning.Trainer (any of its arguments), except gradient_clip_val, which the training
+# module applies itself (in its NaN check, so that AdamW can run fused). "precision: auto" means 16-mixed on
+# GPU; on a CPU with native bf16 (AVX512-BF16/AMX) bf16-mixed where the model's step, timed at the start, is
+# faster in it; else fp32 (asr.training.precision).
+TRAINER_DEFAULTS = {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",
+                    "gradient_clip_val": 5.0, "log_every_n_steps": 20}
+TRAINER_SET_BY_ASR = {"callbacks", "logger", "plugins", "default_root_dir", "use_distributed_sampler"}
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    # Fine-tuning: start from this checkpoint's weights, tokenizer, model shape and input features (they
+    # replace this config's); data, augmentation, optimiser and schedule are this run's.
+    init_from: str | None = None
+    out_dir: str = "runs/default"
+    logger: str = "csv"  # csv | tensorboard (needs `pip install tensorboard`)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: dict = field(default_factory=lambda: dict(TRAINER_DEFAULTS))
+
+    def to_dict(self) -> dict:
+        """Plain data: what config.yaml and every checkpoint hold."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        """Plain data (a YAML file's, or a checkpoint's) -> Config. Missing keys take the defaults;
+        an unknown key or a value of the wrong type raises ASRError naming it."""
+        config = from_plain(cls, values)
+        config.trainer = {**TRAINER_DEFAULTS, **config.trainer}
+        _check_trainer_keys(config.trainer)
+        return config
+
+
+def from_plain(cls, values, where: str = ""):
+    """A dict -> dataclass `cls`, checked: unknown keys (with the closest valid one) and wrong types raise
+    ASRError; sections become their dataclasses. Used for run configs and for decoding options."""
+    if not isinstance(values, dict):
+        raise ASRError(f"{where or 'the config'}: expected a section (key: value lines), got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}{key}"
+        if key not in names:
+            raise ASRError(f"unknown key {path!r}{_closest(key, names, where)}")
+        kwargs[key] = _check(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _check(kind, value, path: str):
+    """`value` as the annotation `kind` wants it (a section becomes its dataclass), or ASRError."""
+    if dataclasses.is_dataclass(kind):
+        return from_plain(kind, value, f"{path}.")
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, _UnionType) else (kind,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option in (int, str, bool, dict) and type(value) is option:
+            return value
+        if typing.get_origin(option) is list and isinstance(value, list):
+            inner = typing.get_args(option)[0]
+            return [_check(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    expected = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
+    raise ASRError(f"key {path!r}: expected {expected}, got {value!r}")
+
+
+_UnionType = type(int | None)  # `X | None` annotations
+
+
+def _closest(key: str, names, where: str) -> str:
+    match = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    return f" (did you mean '{where}{match[0]}'?)" if match else f" (valid: {', '.join(names)})"
+
+
+def _check_trainer_keys(trainer: dict) -> None:
+    """trainer.* are pytorch_lightning.Trainer's arguments: a key it does not take is an error here, at
+    load time, rather than a crash after the data has been read."""
+    import inspect
+
+    import pytorch_lightning as pl
+
+    valid = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"} - TRAINER_SET_BY_ASR
+    for key in trainer:
+        if key in TRAINER_SET_BY_ASR:
+            raise ASRError(f"key 'trainer.{key}': set by asr itself, not by the config")
+        if key not in valid:
+            raise ASRError(f"unknown key 'trainer.{key}'{_closest(key, sorted(valid), 'trainer.')}")
 
 
 class _Loader(yaml.SafeLoader):
@@ -66,20 +208,14 @@ def parse_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
 
 
-def merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def apply_override(config: dict, override: str) -> None:
-    """'model.hidden=512' -> config['model']['hidden'] = 512 (the value is parsed as YAML)."""
+def apply_override(values: dict, override: str) -> None:
+    """'model.hidden=512' -> values['model']['hidden'] = 512 (the value is parsed as YAML). Checked,
+    like the file's keys, when the Config is built."""
     if "=" not in override:
         raise ASRError(f"override {override!r}: expected key.sub=value")
     key, value = override.split("=", 1)
     *parents, leaf = key.split(".")
-    node = config
+    node = values
     for p in parents:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
@@ -87,21 +223,22 @@ def apply_override(config: dict, override: str) -> None:
     node[leaf] = parse_yaml(value)
 
 
-def load_config(path, overrides=()) -> dict:
+def load_config(path, overrides=()) -> Config:
+    """A YAML run config plus overrides -> Config, with data.train and data.val required."""
     path = Path(path)
     if not path.is_file():
         raise file_error(path, "config not found")
     try:
-        user = parse_yaml(path.read_text()) or {}
+        values = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise file_error(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
-    unknown = set(user) - set(DEFAULTS)
-    if unknown:
-        raise file_error(path, f"unknown config section(s): {', '.join(sorted(unknown))}")
-    config = merge(DEFAULTS, user)
     for override in overrides:
-        apply_override(config, override)
+        apply_override(values, override)
+    try:
+        config = Config.from_dict(values)
+    except ASRError as e:
+        raise file_error(path, str(e)) from None
     for key in ("train", "val"):
-        if not config["data"].get(key):
+        if not getattr(config.data, key):
             raise file_error(path, f"data.{key} is not set (a manifest path or a list of them)")
     return config

@@ -1,5 +1,5 @@
 """From emissions to text and word times: greedy best path, or beam search with a KenLM n-gram LM
-through torchaudio's CTC decoder (flashlight-text).
+through flashlight-text's CTC decoder (its public Python API).
 
 Both decoders return a `Hypothesis`: the emitted tokens and, for each, the first and last output
 frame of its CTC path. Word times come from those frames (`words_with_times`), so they cost nothing
@@ -103,7 +103,7 @@ def words_with_times(hyp: Hypothesis, tokenizer, frame_seconds: float) -> list[W
 
 
 class BeamSearch:
-    """CTC prefix beam search with an optional KenLM word n-gram LM and lexicon.
+    """CTC prefix beam search with an optional KenLM word n-gram LM and lexicon (flashlight-text).
 
     - `lm` (ARPA, gzipped ARPA or KenLM binary) and no `lexicon`: the LM's own words are the lexicon
       (spelt with the model's tokens), so every output word is one the LM knows.
@@ -115,54 +115,86 @@ class BeamSearch:
 
     def __init__(self, tokenizer, beam_size: int = 50, lm=None, lexicon=None, lm_weight: float = 2.0,
                  word_score: float = 0.0, beam_threshold: float = 25.0):
+        from flashlight.lib.text.decoder import ZeroLM
+        from flashlight.lib.text.dictionary import Dictionary
+
         self.tokenizer = tokenizer
-        sep = "|" if tokenizer.kind == "char" else "\u2581"  # the char space is the decoder's word separator
-        self.tokens = [tokenizer.token_text(i).replace(" ", sep) or f"<{i}>" for i in range(tokenizer.vocab_size)]
-        self.tokens[BLANK] = "<blank>"
-        self.extra_sil = "|" not in self.tokens  # subword vocabularies have no word separator token:
-        if self.extra_sil:  # add one the model never emits (its emission column is -inf)
-            self.tokens.append("|")
+        vocab = tokenizer.vocab_size
+        # the decoder needs a word separator ("silence") token: a char vocabulary's space is one
+        space = [i for i in range(vocab) if tokenizer.token_text(i) == " "] if tokenizer.kind == "char" else []
+        self.extra_sil = not space  # subword vocabularies have none: add one the model never emits
+        self.sil = space[0] if space else vocab  # (an extra column after the model's, see __call__)
+        self.num_tokens = vocab + self.extra_sil
         self._tmp = tempfile.TemporaryDirectory(prefix="asr-decoder-")
         lm_path = check_lm(lm, Path(self._tmp.name)) if lm else None
         words = read_lexicon_words(lexicon) if lexicon else (arpa_words(lm_path) if lm_path else None)
         if lm_path and words is None:
             raise file_error(lm, "a binary KenLM needs --lexicon (its words cannot be read from the file)")
-        self.lexicon_file = self._write_lexicon(words, lexicon or lm) if words is not None else None
+        self.spellings = self._spell(words, lexicon or lm) if words is not None else None
         self.settings = {"beam_size": beam_size, "beam_threshold": beam_threshold}
-        self.decoder = self._build(str(lm_path) if lm_path else None, lm_weight, word_score)
+        self.lm, self.word_dict, self.trie = ZeroLM(), None, None
+        if self.spellings:  # word ids for the LM and the trie, plus the <unk> the decoder asks for
+            self.word_dict = Dictionary(list(dict.fromkeys([*self.spellings, "<unk>"])))
+            self.word_dict.set_default_index(self.word_dict.get_index("<unk>"))
+            if lm_path:  # read once here, shared by every with_weights() copy: a big LM takes minutes
+                from flashlight.lib.text.decoder.kenlm import KenLM
 
-    def _build(self, lm, lm_weight: float, word_score: float):
-        from torchaudio.models.decoder import ctc_decoder
+                self.lm = KenLM(str(lm_path), self.word_dict)
+            self.trie = self._make_trie()
+        self.decoder = self._build(lm_weight, word_score)
+
+    def _make_trie(self):
+        """Prefix tree of the spellings; smearing gives each node its best word's unigram LM score, so
+        the search can weigh a word before it is complete."""
+        from flashlight.lib.text.decoder import SmearingMode, Trie
+
+        trie, start = Trie(self.num_tokens, self.sil), self.lm.start(False)
+        for word, spelling in self.spellings.items():
+            index = self.word_dict.get_index(word)
+            trie.insert(spelling, index, self.lm.score(start, index)[1])
+        trie.smear(SmearingMode.MAX)
+        return trie
+
+    def _build(self, lm_weight: float, word_score: float):
+        """A flashlight decoder with these weights over the already loaded LM and trie."""
+        from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions,
+                                                 LexiconFreeDecoder, LexiconFreeDecoderOptions)
 
         self.lm_weight, self.word_score = lm_weight, word_score
-        return ctc_decoder(lexicon=self.lexicon_file, tokens=self.tokens, lm=lm, lm_weight=lm_weight,
-                           word_score=word_score, blank_token="<blank>", sil_token="|", unk_word="<unk>",
-                           **self.settings)
+        common = dict(beam_size=self.settings["beam_size"], beam_size_token=self.num_tokens,
+                      beam_threshold=self.settings["beam_threshold"], lm_weight=lm_weight)
+        if self.trie is None:
+            options = LexiconFreeDecoderOptions(**common, sil_score=0.0, log_add=False,
+                                                criterion_type=CriterionType.CTC)
+            return LexiconFreeDecoder(options, self.lm, self.sil, BLANK, [])
+        options = LexiconDecoderOptions(**common, word_score=word_score, unk_score=float("-inf"), sil_score=0.0,
+                                        log_add=False, criterion_type=CriterionType.CTC)
+        unk = self.word_dict.get_index("<unk>")
+        return LexiconDecoder(options, self.trie, self.lm, self.sil, BLANK, unk, [], False)  # False: word LM
 
     def with_weights(self, lm_weight: float, word_score: float) -> "BeamSearch":
         """The same decoder with other LM weight and word score; the loaded LM is shared, not re-read."""
         import copy
 
         other = copy.copy(self)
-        other.decoder = other._build(self.decoder.lm if self.lexicon_file else None, lm_weight, word_score)
+        other.decoder = other._build(lm_weight, word_score)
         return other
 
-    def _write_lexicon(self, words, source) -> str:
-        """Spell each word with the model's tokens; words the model cannot spell are left out."""
-        lines, skipped = [], 0
+    def _spell(self, words, source) -> dict[str, list[int]]:
+        """Spell each word with the model's token ids; words the model cannot spell are left out."""
+        lexicon, skipped = {}, 0
         for word in words:
             if self.tokenizer.unknown_chars(word) or not word:
                 skipped += 1
                 continue
-            spelling = [self.tokens[i] for i in self.tokenizer.encode(word)]
-            lines.append(f"{word}\t{' '.join(spelling + ([] if self.extra_sil else ['|']))}")
-        if not lines or skipped > len(words) / 2:
+            # a char word ends with its space, as the model writes it; word pieces carry their own
+            # word start, so the extra separator is never spelt (nor emitted)
+            lexicon[word] = self.tokenizer.encode(word) + ([] if self.extra_sil else [self.sil])
+        if not lexicon or skipped > len(words) / 2:
             example = next((w for w in words if self.tokenizer.unknown_chars(w)), "")
             raise file_error(source, f"vocabulary does not match the model: {skipped} of {len(words)} words use "
                                      f"characters the model cannot write (e.g. {example!r})")
-        path = Path(self._tmp.name) / "lexicon.txt"
-        path.write_text("\n".join(lines) + "\n")
-        return str(path)
+        return lexicon
 
     def __call__(self, logits: torch.Tensor) -> Hypothesis:
         """(T', V) logits -> the best hypothesis."""
@@ -172,12 +204,12 @@ class BeamSearch:
         emissions = log_probs
         if self.extra_sil:
             emissions = torch.cat([log_probs, torch.full((len(log_probs), 1), -1e4)], dim=1)
-        emissions = emissions.contiguous()
-        results = self.decoder.decoder.decode(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
+        emissions = emissions.contiguous()  # flashlight reads a raw (T, N) float32 buffer
+        results = self.decoder.decode(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
         if not results:
             return Hypothesis("", [], [], [])
         path = list(results[0].tokens)[1:-1]  # flashlight pads the frame path with a start and an end state
-        skip = (BLANK, len(self.tokens) - 1) if self.extra_sil else (BLANK,)
+        skip = (BLANK, self.sil) if self.extra_sil else (BLANK,)
         tokens, spans, probs = path_to_tokens(path, log_probs, skip)
         return Hypothesis(" ".join(self.tokenizer.decode(tokens).split()), tokens, spans, probs)
 

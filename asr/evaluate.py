@@ -9,9 +9,9 @@ from pathlib import Path
 
 from asr.data.manifest import read_manifest, write_manifest
 from asr.errors import ASRError
-from asr.lightning import error_counts
+from asr.metrics import error_counts, wer
 from asr.text import normalize
-from asr.transcribe import Recognizer, transcribe_files
+from asr.transcribe import DecodingOptions, Model
 
 
 def read_eval_data(data) -> list[dict]:
@@ -28,14 +28,15 @@ def read_eval_data(data) -> list[dict]:
     return scan_librispeech(data)
 
 
-def evaluate(recognizer: Recognizer, rows: list[dict], out_dir, by=(), log=print) -> dict:
+def evaluate(model: Model, rows: list[dict], out_dir, options: DecodingOptions | None = None, by=(),
+             log=print) -> dict:
     """Transcribe `rows` and score them; `by`: manifest fields to break the WER down by (e.g. speaker)."""
     for field in by:  # checked first: a typo would otherwise put every utterance under "(none)"
         if not any(field in row for row in rows):
             raise ASRError(f"--by {field}: no utterance in the data has this field "
                            f"(fields: {', '.join(sorted({k for row in rows for k in row}))})")
     out_dir = Path(out_dir)
-    results = transcribe_files(recognizer, [r["audio"] for r in rows])
+    results = model.transcribe_many([r["audio"] for r in rows], options, word_timestamps=False)
     per_utt, refs, hyps, failed = [], [], [], []
     for row, res in zip(rows, results):
         ref, hyp = normalize(row["text"]), normalize(res.text)
@@ -123,42 +124,41 @@ def spread(values: list[float]) -> str:
     return " / ".join(f"{name} {100 * v:.1f}%" for name, v in zip(("min", "25%", "median", "75%", "max"), q))
 
 
-def tune_lm(recognizer: Recognizer, rows: list[dict], lm, lexicon=None, lm_weights=(0.5, 1.0, 1.5, 2.0, 3.0),
+def tune_lm(model: Model, rows: list[dict], lm, lexicon=None, lm_weights=(0.5, 1.0, 1.5, 2.0, 3.0),
             word_scores=(-1.0, 0.0, 1.0, 2.0), beam_size: int = 50, log=print) -> dict:
-    """Grid-search LM weight and word score on `rows` (a dev set). The network runs once; each
-    trial only re-runs the beam search over the stored emissions. Returns the table and the best."""
-    from asr.audio import load_audio
+    """Grid-search LM weight and word score on `rows` (a dev set). The network runs once, on the same
+    emissions `evaluate` decodes (long files in windows); each trial only re-runs the beam search over
+    them. Returns the table and the best."""
     from asr.decoding import BeamSearch
 
-    waves, refs = [], []
-    for row in rows:
-        try:
-            waves.append(load_audio(row["audio"]))
+    emissions, refs, in_order = [], [], iter(rows)
+
+    def keep(path, logits, seconds, error):  # called once per row, in order
+        row = next(in_order)
+        if error:
+            log(f"skipped: {error}")
+        else:
+            emissions.append(logits)
             refs.append(normalize(row["text"]))
-        except ASRError as e:
-            log(f"skipped: {e}")
-    if not waves:
+
+    model.file_emissions([row["audio"] for row in rows], keep)
+    if not emissions:
         raise ASRError("tune-lm: no readable utterances in the data")
     if not any(refs):  # every WER would be 0 errors in 0 words
         raise ASRError("tune-lm: no utterance in the data has a transcript to score against")
-    emissions = recognizer.batched_logits(waves)
-    greedy_wer = _wer(refs, [recognizer.decoder(e).text for e in emissions])
+    greedy = model.decoder(DecodingOptions(decoder="greedy"))
+    greedy_wer = wer(refs, [greedy(e).text for e in emissions])
     log(f"greedy: WER {100 * greedy_wer:.2f}%")
-    base = BeamSearch(recognizer.tokenizer, beam_size, lm=lm, lexicon=lexicon)
+    base = BeamSearch(model.tokenizer, beam_size, lm=lm, lexicon=lexicon)
     table = []
     for weight in lm_weights:
         for score in word_scores:
             search = base.with_weights(weight, score)
-            wer = _wer(refs, [search(e).text for e in emissions])
-            table.append({"lm_weight": weight, "word_score": score, "wer": wer})
-            log(f"lm_weight {weight:5.2f}  word_score {score:5.2f}  WER {100 * wer:.2f}%")
+            trial = wer(refs, [search(e).text for e in emissions])
+            table.append({"lm_weight": weight, "word_score": score, "wer": trial})
+            log(f"lm_weight {weight:5.2f}  word_score {score:5.2f}  WER {100 * trial:.2f}%")
     best = min(table, key=lambda r: r["wer"])
     return {"greedy_wer": greedy_wer, "table": table, "best": best, "utterances": len(refs)}
-
-
-def _wer(refs, hyps) -> float:
-    word_err, words, _, _ = error_counts(refs, hyps)
-    return word_err / max(words, 1)
 
 
 def word_time_errors(words, truth) -> list[float]:

@@ -1,4 +1,5 @@
-"""The acoustic model: time subsampling -> stacked bidirectional LSTM -> projection to tokens.
+"""The model: the input chain (asr.features.Frontend) -> time subsampling -> stacked bidirectional
+LSTM -> projection to tokens. `ASRModel` is all of it, the one module inference runs and training wraps.
 
 The backward direction must start at each utterance's own last frame, never on padding. Rather
 than packing (slow on CPU, where it bypasses oneDNN's fused LSTM), each layer runs two one-way
@@ -7,8 +8,13 @@ frames, so it cannot affect them), the backward one reads each utterance reverse
 length, so its padding also comes last. A padded batch therefore gives exactly the outputs of each
 utterance alone (tests/test_model.py checks it), at padded-LSTM speed.
 """
+import math
+
 import torch
 import torch.nn as nn
+
+from asr.audio import SAMPLE_RATE
+from asr.features import HOP_LENGTH, Frontend
 
 
 class StackSubsampling(nn.Module):
@@ -119,3 +125,40 @@ class BiLSTMCTC(nn.Module):
                 char_logits = self.char_proj(self.dropout(x))
         logits = self.proj(self.dropout(x))
         return (logits, lengths, char_logits) if with_char_logits else (logits, lengths)
+
+
+class ASRModel(nn.Module):
+    """(B, S) 16 kHz waveforms, (B,) sample counts -> (B, T', vocab) logits, (B,) frame counts.
+
+    Frontend then BiLSTMCTC, built from `args` alone, {"frontend": Frontend's arguments and edge_pad_ms,
+    "network": BiLSTMCTC's}, which every checkpoint carries beside the weights (asr.checkpoint).
+    """
+
+    def __init__(self, frontend: dict, network: dict):
+        super().__init__()
+        self.args = {"frontend": dict(frontend), "network": dict(network)}
+        frontend = dict(frontend)
+        edge_pad_ms = frontend.pop("edge_pad_ms", 0.0)
+        self.network = BiLSTMCTC(n_mels=frontend.get("n_mels", 80), **network)
+        self.frame_samples = HOP_LENGTH * self.network.subsample.factor  # audio per output frame
+        # Edge padding in whole output frames, so that exactly its frames can be dropped from the logits.
+        self.pad_frames = math.ceil(edge_pad_ms * SAMPLE_RATE / 1000 / self.frame_samples)
+        self.frontend = Frontend(pad_samples=self.pad_frames * self.frame_samples, **frontend)
+
+    def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, augment=None, with_char_logits: bool = False):
+        """-> logits, lengths; and the character head's (B, T', chars) logits if asked for (training).
+        `augment`: training augmentation, called by the frontend (asr.training.augment)."""
+        feats, lengths = self.frontend(audio, audio_lens, augment)
+        if with_char_logits:
+            logits, out_lens, char_logits = self.network(feats, lengths, with_char_logits=True)
+        else:  # inference: the character head is never decoded, so it is not run
+            (logits, out_lens), char_logits = self.network(feats, lengths), None
+        if self.pad_frames:  # the network heard the silence; CTC, decoding and word times see real frames only
+            cut = slice(self.pad_frames, -self.pad_frames)
+            logits, out_lens = logits[:, cut], out_lens - 2 * self.pad_frames
+            char_logits = char_logits[:, cut] if char_logits is not None else None
+        return (logits, out_lens, char_logits) if with_char_logits else (logits, out_lens)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.network.proj.out_features

@@ -138,7 +138,7 @@ def build_tokenizer(config: dict, texts) -> "CharTokenizer | SentencePieceTokeni
     """The `tokenizer` config section -> a tokenizer; subword kinds are learnt from `texts`."""
     kind = config.get("kind", "char")
     if kind == "char":
-        return CharTokenizer(config.get("chars", CharTokenizer.DEFAULT_CHARS))
+        return CharTokenizer(config.get("chars") or CharTokenizer.DEFAULT_CHARS)
     if kind in ("bpe", "unigram"):
         return SentencePieceTokenizer.train(texts, int(config.get("vocab_size", 256)), kind)
     raise ValueError(f"tokenizer kind {kind!r}: expected one of {', '.join(TOKENIZER_KINDS)}")

@@ -1,36 +1,84 @@
-"""Audio in, text out: a loaded model, batched transcription, and long files in bounded memory.
+"""Audio in, text out: `asr.load_model(path)` and the Model it returns.
 
-Long files are read window by window (soundfile seeks, so an hour-long file is never decoded
-whole): each window has `CONTEXT_S` of extra audio on both sides that the BiLSTM sees but whose
-frames are dropped, so words cut by a window edge are still recognised from both sides.
+    model = asr.load_model("runs/demo/checkpoints/best.ckpt")
+    result = model.transcribe("clip.flac")            # a path, a NumPy array or a torch tensor
+    result.text, [(w.word, w.start, w.end) for w in result.words]
+    results = model.transcribe_many(paths)             # a bad file: its result.error; the rest go on
+
+Long audio is read window by window (soundfile seeks, so an hour-long file is never decoded whole):
+each window has `CONTEXT_S` of extra audio on both sides that the BiLSTM sees but whose frames are
+dropped, so words cut by a window edge are still recognised from both sides. Nothing here imports
+training code.
 """
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from asr.audio import SAMPLE_RATE, load_audio, to_mono_16k
-from asr.checkpoint import load_module
+from asr.audio import SAMPLE_RATE, check_samples, load_audio, to_mono_16k
+from asr.checkpoint import load_model_and_tokenizer
+from asr.config import from_plain
+from asr.data.batching import pack_by_duration, pad
 from asr.decoding import Hypothesis, Word, greedy, words_with_times
 from asr.errors import ASRError, file_error
-from asr.features import HOP_LENGTH
 
 WINDOW_S = 20  # audio longer than this is transcribed in windows of this length (about the
 #                longest training utterance: BiLSTMs generalise poorly to much longer inputs) ...
 CONTEXT_S = 2  # ... each with this much context on either side
 LONG_S = WINDOW_S + 2 * CONTEXT_S  # longer than one window with its context: windowed
-BATCH_SECONDS = 240  # audio per forward pass when transcribing many short files
-DECODING_DEFAULTS = {"decoder": "greedy", "beam_size": 50, "lm": None, "lexicon": None, "lm_weight": 2.0,
-                     "word_score": 0.0}
+BATCH_SECONDS = 240  # padded audio per forward pass when transcribing many short files
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    decoder: str | None = None  # greedy | beam; None: beam when an LM or a lexicon is given, else greedy
+    beam_size: int = 50
+    lm: str | None = None  # KenLM word n-gram: ARPA, gzipped ARPA or binary
+    lexicon: str | None = None  # allowed words, one per line (default with an LM: the LM's words)
+    lm_weight: float = 2.0
+    word_score: float = 0.0
+    word_timestamps: bool = True  # fill Result.words (start, end, confidence of each word)
+
+    def __post_init__(self):
+        if self.decoder not in (None, "greedy", "beam"):
+            raise ASRError(f"decoder {self.decoder!r}: expected greedy or beam")
+        if self.decoder == "greedy" and (self.lm or self.lexicon):
+            raise ASRError("an LM or a lexicon needs decoder='beam' (greedy decoding uses neither)")
+
+    @property
+    def beam(self) -> bool:
+        return self.decoder == "beam" or (self.decoder is None and bool(self.lm or self.lexicon))
+
+    @classmethod
+    def load(cls, path) -> "DecodingOptions":
+        """Settings saved by `asr tune-lm` (decoding.yaml); used only when asked for."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise file_error(path, "decoding settings not found")
+        try:
+            return from_plain(cls, yaml.safe_load(path.read_text()) or {})
+        except yaml.YAMLError as e:
+            raise file_error(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
+        except ASRError as e:
+            raise file_error(path, str(e)) from None
+
+
+def decoding_options(options: DecodingOptions | None = None, **changes) -> DecodingOptions:
+    """`options` (or the defaults) with `changes`; an unknown name is an ASRError naming the closest."""
+    base = dataclasses.asdict(options or DecodingOptions())
+    return from_plain(DecodingOptions, {**base, **changes})
 
 
 @dataclass
 class Result:
     path: str
     text: str = ""
-    duration: float = 0.0
-    error: str = ""
+    duration: float = 0.0  # seconds
+    error: str = ""  # set (and text empty) when this input failed; transcribe_many goes on with the rest
     words: list[Word] = field(default_factory=list)  # each with start/end seconds and a confidence
 
     def as_dict(self) -> dict:
@@ -40,111 +88,157 @@ class Result:
                 "words": [w.as_dict() for w in self.words]}
 
 
-def pick_device(device: str = "auto") -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+def load_model(checkpoint, device: str = "auto") -> "Model":
+    """A checkpoint written by `asr train` -> Model on `device` (auto: the GPU if there is one)."""
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    network, tokenizer, info = load_model_and_tokenizer(checkpoint, device)
+    return Model(network, tokenizer, device, info)
 
 
-def decoding_settings(checkpoint, config: dict, overrides: dict) -> dict:
-    """Decoder settings, later ones winning: defaults, the training config's `decoding` section,
-    `decoding.yaml` next to the checkpoint (written by `asr tune-lm`), then `overrides` (the CLI)."""
-    import yaml
+class Model:
+    """A trained model: the network (asr.model.ASRModel), its tokenizer, and the decoders built for it."""
 
-    settings = {**DECODING_DEFAULTS, **(config.get("decoding") or {})}
-    beside = Path(checkpoint).parent / "decoding.yaml"
-    if beside.is_file():
-        try:
-            settings.update(yaml.safe_load(beside.read_text()) or {})
-        except yaml.YAMLError as e:
-            raise file_error(beside, f"not valid YAML ({str(e).splitlines()[0]})") from None
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if given.get("lm") and "decoder" not in given:
-        given["decoder"] = "beam"  # an LM on the command line means beam search
-    settings.update(given)
-    unknown = set(settings) - set(DECODING_DEFAULTS)
-    if unknown:
-        raise ASRError(f"unknown decoding setting(s): {', '.join(sorted(unknown))}")
-    if settings["decoder"] not in ("greedy", "beam"):
-        raise ASRError(f"decoder {settings['decoder']!r}: expected greedy or beam")
-    return settings
+    def __init__(self, network, tokenizer, device: str = "cpu", info: dict | None = None):
+        self.network, self.tokenizer, self.device = network, tokenizer, device
+        self.info = info or {}  # the checkpoint's description: model_args, tokenizer, training config
+        self.frame_samples = network.frame_samples  # audio samples per output frame
+        self._decoders = {}  # DecodingOptions -> decoder: an LM is loaded once per model and setting
 
+    def transcribe(self, audio, options: DecodingOptions | None = None, *, sample_rate: int = SAMPLE_RATE,
+                   **changes) -> Result:
+        """A path, a 1-D NumPy array or a 1-D torch tensor (float samples at `sample_rate`) -> Result.
+        `changes`: DecodingOptions fields, e.g. decoder="beam", lm="lm.arpa". A bad input raises ASRError."""
+        options = decoding_options(options, **changes)
+        if isinstance(audio, (str, Path)):
+            result = self.transcribe_many([audio], options)[0]
+            if result.error:
+                raise ASRError(result.error)
+            return result
+        wave = as_wave(audio, sample_rate)
+        logits = self.windowed_emissions(lambda lo, hi: wave[lo:hi], len(wave))
+        return self.result("<array>", logits, len(wave) / SAMPLE_RATE, options)
 
-def make_decoder(tokenizer, settings: dict):
-    """Settings -> a function from one utterance's (T', V) logits to a Hypothesis."""
-    if settings["decoder"] == "greedy":
-        return lambda logits: greedy(logits, tokenizer)
-    from asr.decoding import BeamSearch
+    def transcribe_many(self, paths, options: DecodingOptions | None = None, *, on_result=None,
+                        **changes) -> list[Result]:
+        """Many files: short ones batched together, long ones in windows. A file that fails becomes a
+        Result with `error` set and the rest go on; `on_result` sees each result, in input order, as
+        soon as it and every file before it are done."""
+        options = decoding_options(options, **changes)
+        decode = self.decoder(options)  # a bad LM or lexicon fails here, before any audio is read
+        results = []
 
-    return BeamSearch(tokenizer, beam_size=settings["beam_size"], lm=settings["lm"], lexicon=settings["lexicon"],
-                      lm_weight=settings["lm_weight"], word_score=settings["word_score"])
+        def done(path, logits, duration, error):
+            try:
+                result = Result(str(path), error=error) if error else self.result(path, logits, duration, options, decode)
+            except Exception as e:  # an unexpected decoder failure: this file only
+                result = Result(str(path), error=str(file_error(path, f"{type(e).__name__}: {e}")))
+            results.append(result)
+            if on_result:
+                on_result(result)
 
+        self.file_emissions(paths, done)
+        return results
 
-class Recognizer:
-    """A checkpoint loaded once; transcribes arrays or files.
-
-    `decoder` maps one utterance's (T', V) logits to a Hypothesis: greedy by default, or an
-    `asr.decoding.BeamSearch` built for this recognizer's tokenizer (see `Recognizer.with_beam`).
-
-        rec = Recognizer("runs/demo/checkpoints/best.ckpt")
-        result = rec.transcribe("clip.flac")   # or a mono 16 kHz float32 array
-        result.text, [(w.word, w.start, w.end) for w in result.words]
-    """
-
-    def __init__(self, checkpoint, device: str = "auto", decoding: dict | None = None):
-        self.device = pick_device(device)
-        self.module = load_module(checkpoint, self.device)
-        self.tokenizer = self.module.tokenizer
-        self.frame_samples = HOP_LENGTH * self.module.model.subsample.factor  # samples per output frame
-        self.decoding = decoding_settings(checkpoint, self.module.config, decoding or {})
-        self.decoder = make_decoder(self.tokenizer, self.decoding)
-
-    def result(self, path, hyp: Hypothesis, duration: float) -> Result:
-        words = words_with_times(hyp, self.tokenizer, self.frame_samples / SAMPLE_RATE)
+    def result(self, path, logits: torch.Tensor, duration: float, options: DecodingOptions, decode=None) -> Result:
+        hyp: Hypothesis = (decode or self.decoder(options))(logits)
+        words = words_with_times(hyp, self.tokenizer, self.frame_samples / SAMPLE_RATE) if options.word_timestamps else []
         for w in words:  # the last frame may reach past the audio's end by up to one frame
             w.start, w.end = min(w.start, duration), min(w.end, duration)
         return Result(str(path), hyp.text, duration, words=words)
 
-    def transcribe(self, audio) -> Result:
-        """A path, or a mono 16 kHz float32 array -> Result (text and timed words)."""
-        if isinstance(audio, np.ndarray):
-            hyp = self.long_array(audio) if len(audio) > LONG_S * SAMPLE_RATE else self.transcribe_arrays([audio])[0]
-            return self.result("<array>", hyp, len(audio) / SAMPLE_RATE)
-        return transcribe_files(self, [audio])[0]
+    def decoder(self, options: DecodingOptions):
+        """-> a function from one utterance's (T', V) logits to a Hypothesis (greedy or beam search)."""
+        key = dataclasses.replace(options, word_timestamps=True)
+        if key not in self._decoders:
+            if options.beam:
+                from asr.decoding import BeamSearch
 
-    def long_array(self, wave: np.ndarray) -> Hypothesis:
-        """A long decoded recording, recognised window by window (the network never sees it whole)."""
-        return self.decoder(self.windowed_logits(lambda lo, hi: wave[lo:hi], len(wave)))
+                self._decoders[key] = BeamSearch(self.tokenizer, options.beam_size, lm=options.lm,
+                                                 lexicon=options.lexicon, lm_weight=options.lm_weight,
+                                                 word_score=options.word_score)
+            else:
+                self._decoders[key] = lambda logits: greedy(logits, self.tokenizer)
+        return self._decoders[key]
 
     @torch.inference_mode()
-    def logits(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
-        """Mono 16 kHz arrays -> one (T', V) logits tensor each, computed as one padded batch."""
-        lens = torch.tensor([len(w) for w in waves])
-        audio = torch.zeros(len(waves), int(lens.max()))
-        for i, w in enumerate(waves):
-            audio[i, : len(w)] = torch.from_numpy(w)
-        logits, out_lens = self.module(audio.to(self.device), lens.to(self.device))
-        return [logits[i, : out_lens[i]].float().cpu() for i in range(len(waves))]
-
-    def batched_logits(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
-        """Many arrays -> their (T', V) logits, in batches of similar length holding at most
-        BATCH_SECONDS of padded audio each."""
+    def emissions(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """Mono 16 kHz arrays -> one (T', V) logits tensor each, in batches of similar length holding at
+        most BATCH_SECONDS of padded audio each."""
         out: list[torch.Tensor] = [None] * len(waves)
-        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
-        batch: list[int] = []
-        for i in order + [None]:
-            full = i is None or (batch and len(waves[i]) * (len(batch) + 1) > BATCH_SECONDS * SAMPLE_RATE)
-            if full and batch:
-                for j, lg in zip(batch, self.logits([waves[j] for j in batch])):
-                    out[j] = lg
-                batch = []
-            if i is not None:
-                batch.append(i)
+        for batch in pack_by_duration([len(w) / SAMPLE_RATE for w in waves], BATCH_SECONDS):
+            audio, lens = pad([torch.from_numpy(waves[i]) for i in batch])
+            logits, out_lens = self.network(audio.to(self.device), lens.to(self.device))
+            for row, i in enumerate(batch):
+                out[i] = logits[row, : out_lens[row]].float().cpu()
         return out
 
-    def transcribe_arrays(self, waves: list[np.ndarray]) -> list[Hypothesis]:
-        return [self.decoder(lg) for lg in self.batched_logits(waves)]
+    def windowed_emissions(self, read, total: int) -> torch.Tensor:
+        """(T', V) logits of `total` samples at 16 kHz; `read(lo, hi)` returns samples lo..hi. Audio longer
+        than LONG_S goes WINDOW_S at a time with CONTEXT_S of context on each side. Every window starts on
+        an output frame, so the frames join exactly as the whole file's would (tests/test_pipeline.py)."""
+        if total <= LONG_S * SAMPLE_RATE:
+            return self.emissions([read(0, total)])[0]
+        step = WINDOW_S * SAMPLE_RATE // self.frame_samples * self.frame_samples  # whole output frames
+        ctx = CONTEXT_S * SAMPLE_RATE // self.frame_samples * self.frame_samples
+        pieces = []
+        for start in range(0, total, step):
+            lo, hi = max(0, start - ctx), min(total, start + step + ctx)
+            logits = self.emissions([read(lo, hi)])[0]
+            skip = (start - lo) // self.frame_samples
+            last = start + step >= total  # keeps every frame to the end, as the whole file would have
+            pieces.append(logits[skip:] if last else logits[skip : skip + step // self.frame_samples])
+        return torch.cat(pieces)
 
-    def long_file_logits(self, path: Path) -> torch.Tensor:
-        """Windowed pass over a long file, read window by window -> (T', V) logits for the whole file."""
+    def file_emissions(self, paths, done) -> None:
+        """The one way files become emissions (transcription, evaluation, LM tuning): for each file, in
+        input order, done(path, (T', V) logits, seconds, "") or done(path, None, 0.0, error message)."""
+        paths = [Path(p) for p in paths]
+        ready: dict[int, tuple] = {}
+        pending: dict[int, np.ndarray] = {}  # decoded short files waiting for a batch
+        shown = 0
+
+        def finish(i, *outcome):
+            nonlocal shown
+            ready[i] = outcome
+            while shown in ready:
+                done(paths[shown], *ready.pop(shown))
+                shown += 1
+
+        def failed(i, e):
+            finish(i, None, 0.0, str(e) if isinstance(e, ASRError) else str(file_error(paths[i], f"{type(e).__name__}: {e}")))
+
+        def flush():
+            items = list(pending.items())
+            pending.clear()
+            try:
+                logits = self.emissions([wave for _, wave in items])
+            except Exception:  # one file (or the batch's size) broke the batch: go file by file, so only it fails
+                logits = [None] * len(items)
+            for (i, wave), lg in zip(items, logits):
+                try:
+                    finish(i, lg if lg is not None else self.emissions([wave])[0], len(wave) / SAMPLE_RATE, "")
+                except Exception as e:
+                    failed(i, e)
+
+        for i, path in enumerate(paths):
+            try:
+                if (seconds := seekable_seconds(path)) and seconds > LONG_S:
+                    finish(i, self.long_file_emissions(path), seconds, "")
+                else:  # short, or in a format soundfile cannot seek in (m4a, webm...): decoded whole
+                    wave = load_audio(path)
+                    if len(wave) > LONG_S * SAMPLE_RATE:
+                        finish(i, self.windowed_emissions(lambda lo, hi: wave[lo:hi], len(wave)),
+                               len(wave) / SAMPLE_RATE, "")
+                    else:
+                        pending[i] = wave
+            except Exception as e:  # an unreadable file, or an unexpected failure: the others go on
+                failed(i, e)
+            if sum(len(w) for w in pending.values()) > 4 * BATCH_SECONDS * SAMPLE_RATE:
+                flush()
+        flush()
+
+    def long_file_emissions(self, path: Path) -> torch.Tensor:
+        """A long file, read window by window -> (T', V) logits for the whole file."""
         import soundfile as sf
 
         with sf.SoundFile(str(path)) as f:
@@ -152,111 +246,32 @@ class Recognizer:
 
             def read(lo: int, hi: int) -> np.ndarray:  # 16 kHz sample positions -> that stretch, at 16 kHz
                 f.seek(int(lo * sr / SAMPLE_RATE))
-                wave = to_mono_16k(f.read(int((hi - lo) * sr / SAMPLE_RATE), dtype="float32"), sr)
-                if not np.isfinite(wave).all():  # as load_audio checks for short files
-                    raise file_error(path, "audio contains NaN or infinite samples")
-                return wave
+                return check_samples(to_mono_16k(f.read(int((hi - lo) * sr / SAMPLE_RATE), dtype="float32"), sr),
+                                     path, min_samples=0)
 
-            return self.windowed_logits(read, int(f.frames * SAMPLE_RATE / sr))
-
-    def windowed_logits(self, read, total: int) -> torch.Tensor:
-        """(T', V) logits of `total` samples at 16 kHz, WINDOW_S at a time with CONTEXT_S of context on each
-        side; `read(lo, hi)` returns samples lo..hi. Every window starts on an output frame, so the frames
-        join exactly as the whole file's would (tests/test_pipeline.py)."""
-        step = WINDOW_S * SAMPLE_RATE // self.frame_samples * self.frame_samples  # whole output frames
-        ctx = CONTEXT_S * SAMPLE_RATE // self.frame_samples * self.frame_samples
-        pieces = []
-        for start in range(0, total, step):
-            lo, hi = max(0, start - ctx), min(total, start + step + ctx)
-            logits = self.logits([read(lo, hi)])[0]
-            skip = (start - lo) // self.frame_samples
-            last = start + step >= total  # keeps every frame to the end, as the whole file would have
-            pieces.append(logits[skip:] if last else logits[skip : skip + step // self.frame_samples])
-        return torch.cat(pieces)
+            return self.windowed_emissions(read, int(f.frames * SAMPLE_RATE / sr))
 
 
-def transcribe_files(recognizer: Recognizer, paths, on_result=None) -> list[Result]:
-    """Transcribe many files: short ones batched together, long ones windowed. A file that fails
-    becomes a Result with `error` set and the rest go on; `on_result` sees each result, in input
-    order, as soon as it and every file before it are done."""
-    paths = [Path(p) for p in paths]
-    results: list[Result | None] = [None] * len(paths)
-    pending: dict[int, np.ndarray] = {}  # decoded short files waiting for a batch
-    shown = 0
-
-    def done(i: int, result: Result):
-        nonlocal shown
-        results[i] = result
-        while shown < len(results) and results[shown] is not None:
-            if on_result:
-                on_result(results[shown])
-            shown += 1
-
-    def failed(i: int, e: Exception):
-        message = str(e) if isinstance(e, ASRError) else str(file_error(paths[i], f"{type(e).__name__}: {e}"))
-        done(i, Result(str(paths[i]), error=message))
-
-    def flush():
-        items = list(pending.items())
-        pending.clear()
-        try:
-            hyps = recognizer.transcribe_arrays([wave for _, wave in items])
-        except Exception:  # one file (or the batch's size) broke the batch: go file by file, so only it fails
-            hyps = [None] * len(items)
-        for (i, wave), hyp in zip(items, hyps):
-            try:
-                hyp = hyp if hyp is not None else recognizer.transcribe_arrays([wave])[0]
-                done(i, recognizer.result(paths[i], hyp, len(wave) / SAMPLE_RATE))
-            except Exception as e:
-                failed(i, e)
-
-    for i, p in enumerate(paths):
-        try:
-            if is_long_file(p):
-                done(i, recognizer.result(p, recognizer.decoder(recognizer.long_file_logits(p)), _duration(p)))
-            else:  # short, or in a format soundfile cannot seek in (m4a, webm...): decoded whole
-                wave = load_audio(p)
-                if len(wave) > LONG_S * SAMPLE_RATE:  # still recognised window by window
-                    done(i, recognizer.result(p, recognizer.long_array(wave), len(wave) / SAMPLE_RATE))
-                else:
-                    pending[i] = wave
-        except Exception as e:  # an unreadable file, or an unexpected decoder failure: the others go on
-            failed(i, e)
-        if sum(len(w) for w in pending.values()) > 4 * BATCH_SECONDS * SAMPLE_RATE:
-            flush()
-    flush()
-    return results
+def as_wave(audio, sample_rate: int) -> np.ndarray:
+    """A 1-D NumPy array or torch tensor of float samples at `sample_rate` -> float32 at 16 kHz, checked."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    if not isinstance(audio, np.ndarray):
+        raise ASRError(f"expected a path, a NumPy array or a torch tensor, got {type(audio).__name__}")
+    if audio.ndim != 1:
+        raise ASRError(f"<array>: expected 1-D mono samples, got shape {audio.shape} (average the channels first)")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ASRError(f"<array>: expected float samples in [-1, 1], got {audio.dtype} "
+                       f"(for 16-bit PCM divide by 32768)")
+    return check_samples(to_mono_16k(audio, sample_rate), "<array>")
 
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".au", ".webm"}
-
-
-def expand_inputs(inputs) -> list[Path]:
-    """Files as given; a folder becomes the audio files under it (by extension, sorted)."""
-    out = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-            if not found:
-                raise file_error(item, f"no audio files in this folder ({', '.join(sorted(AUDIO_EXTENSIONS))})")
-            out += found
-        else:
-            out.append(item)
-    return out
-
-
-def is_long_file(path: Path) -> bool:
-    """Longer than one window plus its context: transcribed window by window."""
+def seekable_seconds(path: Path) -> float | None:
+    """The duration from the header of a file soundfile can seek in; None for other formats."""
     import soundfile as sf
 
     try:
         info = sf.info(str(path))
     except Exception:
-        return False  # not seekable by soundfile: decoded whole by load_audio
-    return info.frames / info.samplerate > LONG_S
-
-
-def _duration(path: Path) -> float:
-    import soundfile as sf
-
-    return sf.info(str(path)).duration
+        return None
+    return info.frames / info.samplerate

@@ -3,8 +3,9 @@
     python scripts/bench_decode.py --checkpoint runs/demo/checkpoints/best.ckpt \
         --data data/synth/manifests/test.jsonl --lm data/synth/lm/train-3gram.arpa [--beam-size 50]
 
-The network runs once (not timed); then each decoder decodes the stored emissions of every
-utterance and the wall time of that loop alone is reported, with the WER each one gets.
+The network runs once (not timed), on the emissions `asr evaluate` decodes (long files in windows);
+then each decoder decodes the stored emissions of every utterance and the wall time of that loop
+alone is reported, with the WER each one gets.
 """
 import argparse
 import sys
@@ -14,12 +15,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from asr.audio import load_audio  # noqa: E402
 from asr.data.manifest import read_manifest  # noqa: E402
 from asr.decoding import BeamSearch, greedy  # noqa: E402
-from asr.lightning import error_counts  # noqa: E402
+from asr.metrics import wer  # noqa: E402
 from asr.text import normalize  # noqa: E402
-from asr.transcribe import Recognizer  # noqa: E402
+from asr.transcribe import load_model  # noqa: E402
 
 
 def timed(decode, emissions):
@@ -38,20 +38,28 @@ def main():
     p.add_argument("--lm-weight", type=float, default=1.0)
     args = p.parse_args()
     rows = read_manifest(args.data)
-    rec = Recognizer(args.checkpoint, "cpu")
-    emissions = rec.batched_logits([load_audio(r["audio"]) for r in rows])
-    refs = [normalize(r["text"]) for r in rows]
+    model = load_model(args.checkpoint, "cpu")
+    emissions, refs, in_order = [], [], iter(rows)
+
+    def keep(path, logits, seconds, error):  # once per row, in order
+        row = next(in_order)
+        if error:
+            print(f"skipped: {error}", file=sys.stderr)
+        else:
+            emissions.append(logits)
+            refs.append(normalize(row["text"]))
+
+    model.file_emissions([r["audio"] for r in rows], keep)
     frames = sum(len(e) for e in emissions)
     torch.set_num_threads(1)
     start = time.perf_counter()
-    beam = BeamSearch(rec.tokenizer, args.beam_size, lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight)
+    beam = BeamSearch(model.tokenizer, args.beam_size, lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight)
     setup = time.perf_counter() - start
-    print(f"{len(rows)} utterances, {frames} output frames ({frames * rec.frame_samples / 16000:.0f} s of audio)")
-    for name, decode in [("greedy", lambda e: greedy(e, rec.tokenizer)),
+    print(f"{len(emissions)} utterances, {frames} output frames ({frames * model.frame_samples / 16000:.0f} s of audio)")
+    for name, decode in [("greedy", lambda e: greedy(e, model.tokenizer)),
                          (f"beam {args.beam_size}" + (f" + {Path(args.lm).name}" if args.lm else ""), beam)]:
         seconds, texts = timed(decode, emissions)
-        word_err, words, _, _ = error_counts(refs, texts)
-        print(f"{name:40s} {frames / seconds:10.0f} frames/s  ({seconds:.2f} s)  WER {100 * word_err / words:.2f}%")
+        print(f"{name:40s} {frames / seconds:10.0f} frames/s  ({seconds:.2f} s)  WER {100 * wer(refs, texts):.2f}%")
     print(f"beam decoder set-up (LM load, lexicon trie): {setup:.1f} s")
 
 

@@ -4,7 +4,7 @@
 
 For each shape (frame stacking, hidden size, layers; directions summed, a character head on layer 2) and
 each batch budget (20 and 40 s), times forward + backward of the network alone (fp32) on 8 batches the
-duration sampler makes of the manifest (`asr.train.probe_batches`), best of two passes after a warm-up.
+duration sampler makes of the manifest (`asr.training.precision.probe_batches`), best of two passes after a warm-up.
 Front end, CTC loss, optimiser and data loading are not included: a real step costs more.
 """
 import argparse
@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from asr.config import DEFAULTS, merge  # noqa: E402
-from asr.lightning import CTCModule  # noqa: E402
+from asr.config import Config  # noqa: E402
+from asr.model import ASRModel  # noqa: E402
 from asr.text import CharTokenizer  # noqa: E402
-from asr.train import model_step_seconds, probe_batches  # noqa: E402
+from asr.training.module import model_args  # noqa: E402
+from asr.training.precision import model_step_seconds, probe_batches  # noqa: E402
 
 SHAPES = {  # name: (subsample_factor, hidden, layers)
     "4x stacking, 3x320": (4, 320, 3), "6x stacking, 3x320": (6, 320, 3), "8x stacking, 3x320": (8, 320, 3),
@@ -39,7 +40,7 @@ def main():
         for name, (factor, hidden, layers) in SHAPES.items():
             model = {"subsample_factor": factor, "hidden": hidden, "layers": layers, "merge": "sum",
                      "dropout": 0.1, "char_ctc_layer": 2, "char_ctc_weight": 0.5}
-            net = CTCModule(merge(DEFAULTS, {"model": model}), CharTokenizer()).model
+            net = ASRModel(**model_args(Config.from_dict({"model": model}), CharTokenizer().vocab_size)).network
             model_step_seconds(net, 80, shapes[:2], False)  # warm-up
             seconds = min(model_step_seconds(net, 80, shapes, False) for _ in range(2))
             print(f"{batch_seconds} s batches  {name:20s} {1000 * seconds / len(shapes):5.0f} ms/step  "

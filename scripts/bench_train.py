@@ -43,11 +43,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from asr.config import load_config  # noqa: E402
-from asr.data.loader import DurationBatchSampler, collate  # noqa: E402
+from asr.data.batching import collate  # noqa: E402
+from asr.data.loader import DurationBatchSampler  # noqa: E402
 from asr.features import LogMel, normalize_features, num_frames  # noqa: E402
-from asr.lightning import CTCModule  # noqa: E402
 from asr.text import BLANK, CharTokenizer  # noqa: E402
-from asr.train import auto_precision, model_step_seconds, probe_batches  # noqa: E402
+from asr.training.module import CTCModule  # noqa: E402
+from asr.training.precision import auto_precision, model_step_seconds, probe_batches  # noqa: E402
 
 SAMPLE_RATE = 16000
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense fp16/bf16 tensor-core peaks (NVIDIA specs)
@@ -64,7 +65,7 @@ def fake_corpus(n: int, seed: int = 0, max_duration: float = 35.0):
 
 def useful_flops(module: CTCModule, out_frames: int, char_head: bool) -> float:
     """Training FLOPs of `out_frames` real (unpadded) output frames, by the formula in the docstring."""
-    model = module.model
+    model = module.model.network
     per_frame = 0
     for layer in model.lstm:
         for lstm in (layer.fwd, layer.bwd):
@@ -78,15 +79,15 @@ class PackedBiLSTM(nn.Module):
     """The baseline model: the same subsampling and sizes, one nn.LSTM(bidirectional) per layer on packed
     input, as deepspeech.pytorch's BatchRNN stack (which sums the directions: `merge="sum"`)."""
 
-    def __init__(self, module: CTCModule, cfg: dict):
+    def __init__(self, module: CTCModule, cfg):
         super().__init__()
-        self.subsample, self.sum = module.model.subsample, cfg.get("merge", "concat") == "sum"
-        self.dropout = nn.Dropout(cfg["dropout"])
-        h = cfg["hidden"]
+        self.subsample, self.sum = module.model.network.subsample, cfg.merge == "sum"
+        self.dropout = nn.Dropout(cfg.dropout)
+        h = cfg.hidden
         width = h if self.sum else 2 * h  # each layer's output size
-        sizes = [self.subsample.out_dim] + [width] * (cfg["layers"] - 1)
+        sizes = [self.subsample.out_dim] + [width] * (cfg.layers - 1)
         self.lstm = nn.ModuleList(nn.LSTM(size, h, bidirectional=True, batch_first=True) for size in sizes)
-        self.proj = nn.Linear(width, module.model.proj.out_features)
+        self.proj = nn.Linear(width, module.model.vocab_size)
 
     def forward(self, feats, lengths):
         x, lengths = self.subsample(feats, lengths)
@@ -144,8 +145,8 @@ class Vocabulary:
     """Stands in for the config's tokenizer: only its size shapes the model."""
 
     def __init__(self, config):
-        tok = config["tokenizer"]
-        self.vocab_size = CharTokenizer().vocab_size if tok.get("kind", "char") == "char" else int(tok["vocab_size"]) + 1
+        tok = config.tokenizer
+        self.vocab_size = CharTokenizer().vocab_size if tok.kind == "char" else tok.vocab_size + 1
 
 
 def loader(dataset, batches, collate_fn, workers, device):
@@ -166,8 +167,8 @@ def run_optimized(config, durations, texts, device, seconds, precision):
     dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
     autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
-    batches = DurationBatchSampler(durations, config["data"]["max_batch_seconds"], seed=0)
-    data = loader(NoiseUtterances(durations, texts), batches, collate, config["data"].get("num_workers", 2), device)
+    batches = DurationBatchSampler(durations, config.data.max_batch_seconds, seed=0)
+    data = loader(NoiseUtterances(durations, texts), batches, collate, config.data.num_workers, device)
 
     def step(batch):  # as Lightning's automatic optimisation runs it
         with autocast:
@@ -184,12 +185,12 @@ def run_optimized(config, durations, texts, device, seconds, precision):
 
 def run_baseline(config, durations, texts, device, seconds, per_batch):
     module = CTCModule(config, Vocabulary(config))
-    model = PackedBiLSTM(module, config["model"]).to(device).train()
+    model = PackedBiLSTM(module, config.model).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     order = np.random.default_rng(0).permutation(len(durations)).tolist()
     batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
-    dataset = BaselineUtterances(durations, texts, config["features"]["n_mels"])
-    data = loader(dataset, batches, baseline_collate, config["data"].get("num_workers", 2), device)
+    dataset = BaselineUtterances(durations, texts, config.features.n_mels)
+    data = loader(dataset, batches, baseline_collate, config.data.num_workers, device)
 
     def step(batch):
         feats = normalize_features(batch["feats"], batch["frames"]).to(device)
@@ -223,7 +224,7 @@ def measure(step, data, durations, device, seconds, module):
         lengths = [durations[i] for i in batch["ids"]]
         audio_s, padded_s, utts = audio_s + sum(lengths), padded_s + len(lengths) * max(lengths), utts + len(lengths)
         samples = torch.tensor([int(d * SAMPLE_RATE) for d in lengths])
-        out_frames += int(module.model.subsample.output_lengths(num_frames(samples)).sum())
+        out_frames += int(module.model.network.subsample.output_lengths(num_frames(samples)).sum())
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
@@ -243,14 +244,14 @@ def main():
     config = load_config(args.config, [f"data.train={args.config}", f"data.val={args.config}", *args.override])
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    durations, texts = fake_corpus(args.utterances, max_duration=config["data"]["max_duration"])
-    sampler = DurationBatchSampler(durations, config["data"]["max_batch_seconds"])
-    precision = config["trainer"]["precision"]
+    durations, texts = fake_corpus(args.utterances, max_duration=config.data.max_duration)
+    sampler = DurationBatchSampler(durations, config.data.max_batch_seconds)
+    precision = config.trainer["precision"]
     if precision == "auto":  # as `asr train` decides it: 16-mixed on a GPU, measured on a CPU (the run's batches)
-        model = CTCModule(config, Vocabulary(config)).model
-        shapes = probe_batches(durations, config["data"]["max_batch_seconds"])
+        model = CTCModule(config, Vocabulary(config)).model.network
+        shapes = probe_batches(durations, config.data.max_batch_seconds)
         precision = auto_precision("gpu" if device.type == "cuda" else "cpu", lambda bf16: model_step_seconds(
-            model, config["features"]["n_mels"], shapes, bf16))
+            model, config.features.n_mels, shapes, bf16))
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{Path(args.config).name} on {name}; {args.seconds:.0f} s per path; "
           f"mean utterance {np.mean(durations):.1f} s; optimized path in {precision}")

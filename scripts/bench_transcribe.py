@@ -19,26 +19,26 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from asr.checkpoint import write_checkpoint  # noqa: E402
 from asr.config import load_config  # noqa: E402
-from asr.lightning import CTCModule  # noqa: E402
+from asr.model import ASRModel  # noqa: E402
 from asr.text import CharTokenizer, SentencePieceTokenizer  # noqa: E402
-from asr.transcribe import Recognizer, transcribe_files  # noqa: E402
+from asr.training.module import model_args  # noqa: E402
+from asr.transcribe import load_model  # noqa: E402
 
 
 def checkpoint_for(config_path: Path, out: Path) -> tuple[Path, int]:
     """A checkpoint with the model of `config_path` (random weights) -> (path, parameter count)."""
     config = load_config(config_path, [f"data.train={config_path}", f"data.val={config_path}"])
-    if config["tokenizer"].get("kind", "char") == "char":
+    if config.tokenizer.kind == "char":
         tokenizer = CharTokenizer()
     else:  # same number of tokens as the config asks for; the pieces themselves do not matter here
-        words = [f"W{i:05d}" for i in range(int(config["tokenizer"]["vocab_size"]))]
+        words = [f"W{i:05d}" for i in range(config.tokenizer.vocab_size)]
         tokenizer = SentencePieceTokenizer.train([" ".join(words[i : i + 8]) for i in range(0, len(words), 4)] * 5,
-                                                 int(config["tokenizer"]["vocab_size"]), config["tokenizer"]["kind"])
-    module = CTCModule(config, tokenizer)
-    ckpt = {"state_dict": module.state_dict(), "asr": {"format": 1, "config": config, "tokenizer": tokenizer.to_dict()}}
-    path = out / f"{config_path.stem}.ckpt"
-    torch.save(ckpt, path)
-    return path, sum(p.numel() for p in module.model.parameters())
+                                                 config.tokenizer.vocab_size, config.tokenizer.kind)
+    model = ASRModel(**model_args(config, tokenizer.vocab_size))
+    path = write_checkpoint(out / f"{config_path.stem}.ckpt", model, tokenizer, config.to_dict())
+    return path, sum(p.numel() for p in model.network.parameters())
 
 
 def pocketsphinx_rtf(paths, audio_seconds: float) -> float:
@@ -64,10 +64,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for config in map(Path, args.configs):
             ckpt, n_params = checkpoint_for(config, Path(tmp))
-            rec = Recognizer(ckpt, "cpu")
-            transcribe_files(rec, paths[:2])  # warm-up: first-call allocations and kernel choices
+            model = load_model(ckpt, "cpu")
+            model.transcribe_many(paths[:2])  # warm-up: first-call allocations and kernel choices
             start = time.perf_counter()
-            results = transcribe_files(rec, paths)
+            results = model.transcribe_many(paths)
             rtf = (time.perf_counter() - start) / audio_seconds
             failed = sum(bool(r.error) for r in results)
             print(f"{config.stem:18s} {n_params / 1e6:6.1f}M params  RTF {rtf:.4f}  ({1 / rtf:5.1f}x real time)"

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from asr.data.manifest import read_manifest  # noqa: E402
-from asr.evaluate import error_counts  # noqa: E402
+from asr.metrics import error_counts  # noqa: E402
 from asr.text import normalize  # noqa: E402
 
 
@@ -38,9 +38,9 @@ def pocketsphinx_texts(paths) -> list[str]:
 
 
 def asr_texts(checkpoint, paths) -> list[str]:
-    from asr.transcribe import Recognizer, transcribe_files
+    from asr.transcribe import load_model
 
-    results = transcribe_files(Recognizer(checkpoint, "cpu", {"decoder": "greedy"}), paths)
+    results = load_model(checkpoint, "cpu").transcribe_many(paths, decoder="greedy")
     return [r.text for r in results]
 
 

@@ -15,7 +15,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asr.data.manifest import read_manifest  # noqa: E402
 from asr.evaluate import word_time_errors  # noqa: E402
-from asr.transcribe import Recognizer, transcribe_files  # noqa: E402
+from asr.transcribe import load_model  # noqa: E402
 
 
 def main():
@@ -23,12 +23,13 @@ def main():
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="manifest whose rows have 'words': [[WORD, start, end], ...]")
     p.add_argument("--lm")
-    p.add_argument("--lm-weight", type=float)
+    p.add_argument("--lm-weight", type=float, default=2.0)
     args = p.parse_args()
     rows = [r for r in read_manifest(args.data) if r.get("words")]
-    rec = Recognizer(args.checkpoint, "cpu", {"lm": args.lm, "lm_weight": args.lm_weight})
+    model = load_model(args.checkpoint, "cpu")
     errors, ref_words = [], 0
-    for row, result in zip(rows, transcribe_files(rec, [r["audio"] for r in rows])):
+    results = model.transcribe_many([r["audio"] for r in rows], lm=args.lm, lm_weight=args.lm_weight)
+    for row, result in zip(rows, results):
         errors += word_time_errors(result.words, row["words"])
         ref_words += len(row["words"])
     e = np.array(errors) * 1000

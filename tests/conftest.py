@@ -56,15 +56,14 @@ OVERFIT_CONFIG = {
 @pytest.fixture(scope="session")
 def overfit_run(tiny_corpus, tmp_path_factory):
     """Train on the 8 training utterances, validate on the same 8: learning works end to end."""
-    from asr.config import DEFAULTS, merge
-    from asr.train import train
+    from asr.config import Config
+    from asr.training.train import train
 
     _, manifests = tiny_corpus
     out = tmp_path_factory.mktemp("run")
-    config = merge(DEFAULTS, OVERFIT_CONFIG)
-    config["out_dir"] = str(out)
-    config["data"].update(train=str(manifests["train"]), val=str(manifests["train"]), max_batch_seconds=200,
-                          num_workers=0)
+    config = Config.from_dict({**OVERFIT_CONFIG, "out_dir": str(out),
+                               "data": {"train": str(manifests["train"]), "val": str(manifests["train"]),
+                                        "max_batch_seconds": 200, "num_workers": 0}})
     best = train(config)
     return out, best
 
@@ -73,18 +72,17 @@ def overfit_run(tiny_corpus, tmp_path_factory):
 def aligned_run(tmp_path_factory):
     """A model trained briefly on 150 synthetic utterances: unlike the overfit model (whose CTC spikes
     drift once it memorises 8 utterances), it emits tokens where the speech is, as trained models do."""
-    from asr.config import DEFAULTS, merge
+    from asr.config import Config
     from asr.data.synth import synthesize_corpus
-    from asr.train import train
+    from asr.training.train import train
 
     manifests = synthesize_corpus(tmp_path_factory.mktemp("corpus150"), train_utts=150, dev_utts=4, test_utts=4,
                                   vocab_size=200, seed=3, workers=2, log=lambda *a: None)
-    config = merge(DEFAULTS, {**OVERFIT_CONFIG, "trainer": {**OVERFIT_CONFIG["trainer"], "max_epochs": 20,
-                                                             "check_val_every_n_epoch": 20}})
-    config["model"]["subsample_factor"] = 4
-    config["out_dir"] = str(tmp_path_factory.mktemp("aligned"))
-    config["data"].update(train=str(manifests["train"]), val=str(manifests["dev"]), max_batch_seconds=60,
-                          num_workers=0)
+    config = Config.from_dict({
+        **OVERFIT_CONFIG, "trainer": {**OVERFIT_CONFIG["trainer"], "max_epochs": 20, "check_val_every_n_epoch": 20},
+        "model": {**OVERFIT_CONFIG["model"], "subsample_factor": 4}, "out_dir": str(tmp_path_factory.mktemp("aligned")),
+        "data": {"train": str(manifests["train"]), "val": str(manifests["dev"]), "max_batch_seconds": 60,
+                 "num_workers": 0}})
     return manifests, train(config)
 
 

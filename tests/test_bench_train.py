@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from asr.config import DEFAULTS, merge
+from asr.config import Config
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_train.py"
 spec = importlib.util.spec_from_file_location("bench_train", SCRIPT)
@@ -15,8 +15,8 @@ spec.loader.exec_module(bench)
 
 
 def tiny_config(model_merge, **model):
-    return merge(DEFAULTS, {"model": {"hidden": 16, "layers": 2, "dropout": 0.0, "merge": model_merge, **model},
-                            "data": {"max_batch_seconds": 8, "num_workers": 0}})
+    return Config.from_dict({"model": {"hidden": 16, "layers": 2, "dropout": 0.0, "merge": model_merge, **model},
+                             "data": {"max_batch_seconds": 8, "num_workers": 0}})
 
 
 @pytest.mark.parametrize("model_merge", ["concat", "sum"])
@@ -26,16 +26,17 @@ def test_the_baseline_is_the_same_network_as_the_product(model_merge):
     torch.manual_seed(0)
     config = tiny_config(model_merge)
     module = bench.CTCModule(config, bench.Vocabulary(config)).eval()
-    baseline = bench.PackedBiLSTM(module, config["model"]).eval()
-    for ours, theirs in zip(module.model.lstm, baseline.lstm):
+    network = module.model.network  # the product's network, after the frontend: features in
+    baseline = bench.PackedBiLSTM(module, config.model).eval()
+    for ours, theirs in zip(network.lstm, baseline.lstm):
         for suffix, one_way in (("", ours.fwd), ("_reverse", ours.bwd)):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 getattr(theirs, f"{name}_l0{suffix}").data.copy_(getattr(one_way, f"{name}_l0"))
-    baseline.proj.load_state_dict(module.model.proj.state_dict())
+    baseline.proj.load_state_dict(network.proj.state_dict())
     lengths = torch.tensor([61, 40, 23])
     feats = torch.randn(3, 61, 80) * (torch.arange(61)[None, :, None] < lengths[:, None, None])
     with torch.no_grad():
-        ours, our_lens = module.model(feats, lengths)
+        ours, our_lens = network(feats, lengths)
         theirs, their_lens = baseline(feats, lengths)
     assert torch.equal(our_lens, their_lens)
     for i, n in enumerate(our_lens.tolist()):
@@ -45,7 +46,8 @@ def test_the_baseline_is_the_same_network_as_the_product(model_merge):
 def test_flop_count_follows_the_stated_formula():
     config = tiny_config("sum", char_ctc_layer=1)
     module = bench.CTCModule(config, bench.Vocabulary(config))
-    h, vocab, chars, d_in = 16, module.model.proj.out_features, module.model.char_proj.out_features, 80 * 4
+    network = module.model.network
+    h, vocab, chars, d_in = 16, network.proj.out_features, network.char_proj.out_features, 80 * 4
     lstm = 2 * (2 * 4 * h * (d_in + h)) + 2 * (2 * 4 * h * (h + h))  # two layers, two directions; summed: input H
     assert bench.useful_flops(module, 10, char_head=False) == 3 * 10 * (lstm + 2 * h * vocab)
     assert bench.useful_flops(module, 10, char_head=True) == 3 * 10 * (lstm + 2 * h * vocab + 2 * h * chars)

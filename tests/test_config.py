@@ -1,7 +1,9 @@
 """Run configs: YAML files plus key.sub=value overrides, numbers read as numbers."""
+from pathlib import Path
+
 import pytest
 
-from asr.config import DEFAULTS, apply_override, load_config
+from asr.config import Config, apply_override, load_config
 from asr.errors import ASRError
 
 
@@ -10,12 +12,13 @@ def test_overrides_and_exponent_floats_without_a_dot(tmp_path):
     path.write_text("data: {train: a.jsonl, val: b.jsonl}\noptim: {lr: 3e-4}\n")
     config = load_config(path, ["optim.warmup_steps=600", "optim.weight_decay=1e-2", "data.speed_perturb=[0.9, 1.1]",
                                 "trainer.max_time=00:00:14:30", "model.subsample=conv"])
-    assert config["optim"]["lr"] == pytest.approx(3e-4)  # plain PyYAML would give the string "3e-4"
-    assert config["optim"]["weight_decay"] == pytest.approx(0.01)
-    assert config["optim"]["warmup_steps"] == 600
-    assert config["data"]["speed_perturb"] == [0.9, 1.1]
-    assert config["trainer"]["max_time"] == "00:00:14:30"
-    assert config["model"]["subsample"] == "conv" and config["model"]["hidden"] == DEFAULTS["model"]["hidden"]
+    assert isinstance(config, Config)
+    assert config.optim.lr == pytest.approx(3e-4)  # plain PyYAML would give the string "3e-4"
+    assert config.optim.weight_decay == pytest.approx(0.01)
+    assert config.optim.warmup_steps == 600
+    assert config.data.speed_perturb == [0.9, 1.1]
+    assert config.trainer["max_time"] == "00:00:14:30"
+    assert config.model.subsample == "conv" and config.model.hidden == Config().model.hidden
 
 
 def test_bad_override_names_the_problem():
@@ -28,10 +31,10 @@ def test_bad_override_names_the_problem():
 def test_auto_precision_never_picks_bf16_for_a_cuda_lstm_and_measures_on_a_bf16_cpu(monkeypatch):
     import torch
 
-    import asr.train
-    from asr.train import auto_precision
+    import asr.training.precision
+    from asr.training.precision import auto_precision
 
-    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)
+    monkeypatch.setattr(asr.training.precision, "cpu_runs_bf16", lambda: True)
 
     step_ms = {False: 10.0, True: 8.0}
     def probe(bf16):
@@ -50,17 +53,17 @@ def test_auto_precision_never_picks_bf16_for_a_cuda_lstm_and_measures_on_a_bf16_
     assert auto_precision("cpu", probe) == "32-true"
     step_ms[True] = 8.0
     assert auto_precision("cpu", None) == "32-true"  # no measurement (distributed ranks must not decide apart)
-    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: False)
+    monkeypatch.setattr(asr.training.precision, "cpu_runs_bf16", lambda: False)
     assert auto_precision("cpu", probe) == "32-true"  # the flags say bf16 but oneDNN cannot (a capped ISA)
 
 
 def test_auto_precision_interleaves_passes_and_ignores_each_precisions_first(monkeypatch):
     import torch
 
-    import asr.train
-    from asr.train import auto_precision, probe_batches
+    import asr.training.precision
+    from asr.training.precision import auto_precision, probe_batches
 
-    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)
+    monkeypatch.setattr(asr.training.precision, "cpu_runs_bf16", lambda: True)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     passes = []
     ms = {False: [10.0, 10.0, 10.0], True: [5.0, 11.0, 11.0]}  # bf16's first pass: not what training sees
@@ -82,23 +85,23 @@ def test_auto_precision_interleaves_passes_and_ignores_each_precisions_first(mon
 def test_bf16_on_a_cpu_that_cannot_run_it_trains_in_fp32_with_a_warning(monkeypatch, caplog):
     import torch
 
-    import asr.train
-    from asr.train import resolve_precision
+    import asr.training.precision
+    from asr.training.precision import resolve_precision
 
-    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: False)
-    config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}
+    monkeypatch.setattr(asr.training.precision, "cpu_runs_bf16", lambda: False)
+    config = Config.from_dict({"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}})
     with caplog.at_level("WARNING", logger="asr"):
         resolve_precision(config)
-    assert config["trainer"]["precision"] == "32-true"
+    assert config.trainer["precision"] == "32-true"
     assert "cannot run the LSTM in bf16" in caplog.text and "32-true" in caplog.text
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)  # a Mac GPU: not the CPU's business
-    config = {"trainer": {"precision": "bf16-mixed", "accelerator": "auto"}}
+    config = Config.from_dict({"trainer": {"precision": "bf16-mixed", "accelerator": "auto"}})
     resolve_precision(config)
-    assert config["trainer"]["precision"] == "bf16-mixed"
-    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)
-    config = {"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}}
+    assert config.trainer["precision"] == "bf16-mixed"
+    monkeypatch.setattr(asr.training.precision, "cpu_runs_bf16", lambda: True)
+    config = Config.from_dict({"trainer": {"precision": "bf16-mixed", "accelerator": "cpu"}})
     resolve_precision(config)
-    assert config["trainer"]["precision"] == "bf16-mixed"
+    assert config.trainer["precision"] == "bf16-mixed"
 
 
 @pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"),
@@ -109,14 +112,15 @@ def test_oneDNN_on_an_avx2_only_cpu_has_no_bf16_lstm_and_asr_says_so():
     import subprocess
     import sys
 
-    code = ("import torch, asr.train\n"
-            "print(asr.train.cpu_runs_bf16())\n"
-            "c = {'trainer': {'precision': 'bf16-mixed', 'accelerator': 'cpu'}}\n"
-            "asr.train.resolve_precision(c)\n"
+    code = ("import torch, asr.training.precision as precision\n"
+            "from asr.config import Config\n"
+            "print(precision.cpu_runs_bf16())\n"
+            "c = Config.from_dict({'trainer': {'precision': 'bf16-mixed', 'accelerator': 'cpu'}})\n"
+            "precision.resolve_precision(c)\n"
             "lstm = torch.nn.LSTM(8, 16, bidirectional=True)\n"
-            "with torch.autocast('cpu', dtype=torch.bfloat16, enabled=c['trainer']['precision'] != '32-true'):\n"
+            "with torch.autocast('cpu', dtype=torch.bfloat16, enabled=c.trainer['precision'] != '32-true'):\n"
             "    lstm(torch.randn(5, 2, 8))\n"
-            "print(c['trainer']['precision'])\n")
+            "print(c.trainer['precision'])\n")
     env = {**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -127,7 +131,7 @@ def test_precision_probe_times_the_models_step_and_leaves_no_trace():
     import torch
 
     from asr.model import BiLSTMCTC
-    from asr.train import is_distributed, model_step_seconds
+    from asr.training.precision import is_distributed, model_step_seconds
 
     model = BiLSTMCTC(vocab_size=29, hidden=16, layers=2, dropout=0.1)
     torch.manual_seed(1)
@@ -142,23 +146,108 @@ def test_precision_probe_times_the_models_step_and_leaves_no_trace():
 
 
 def test_resolve_precision_measures_once_for_one_process_and_never_for_several(monkeypatch):
-    import asr.train
-    from asr.train import resolve_precision
+    import asr.training.precision
+    from asr.training.precision import resolve_precision
 
     calls = []
-    monkeypatch.setattr(asr.train, "cpu_runs_bf16", lambda: True)  # as on an AVX-512 CPU
-    monkeypatch.setattr(asr.train, "auto_precision",
+    monkeypatch.setattr(asr.training.precision, "cpu_runs_bf16", lambda: True)  # as on an AVX-512 CPU
+    monkeypatch.setattr(asr.training.precision, "auto_precision",
                         lambda accelerator, step_seconds: calls.append(step_seconds) or "bf16-mixed")
     def probe(bf16):
         return 0.01
 
-    config = {"model": {"hidden": 48}, "trainer": {"precision": "auto", "devices": 1}}
+    config = Config.from_dict({"model": {"hidden": 48}, "trainer": {"precision": "auto", "devices": 1}})
     resolve_precision(config, probe)
     resolve_precision(config, probe)  # already decided: no second measurement
-    assert config["trainer"]["precision"] == "bf16-mixed" and calls == [probe]
-    config = {"model": {"hidden": 48}, "trainer": {"precision": "auto", "devices": 2}}
+    assert config.trainer["precision"] == "bf16-mixed" and calls == [probe]
+    config = Config.from_dict({"model": {"hidden": 48}, "trainer": {"precision": "auto", "devices": 2}})
     resolve_precision(config, probe)
     assert calls[-1] is None  # distributed: no measurement
-    config = {"model": {"hidden": 48}, "trainer": {"precision": "16-mixed"}}
+    config = Config.from_dict({"model": {"hidden": 48}, "trainer": {"precision": "16-mixed"}})
     resolve_precision(config, probe)
-    assert config["trainer"]["precision"] == "16-mixed" and len(calls) == 2
+    assert config.trainer["precision"] == "16-mixed" and len(calls) == 2
+
+
+def _yaml_for(key: str, value) -> str:
+    """'features.specaugment.freq_wdth', 3 -> the same key as nested YAML sections."""
+    *parents, leaf = key.split(".")
+    text = f"{leaf}: {value}"
+    for parent in reversed(parents):
+        text = f"{parent}: {{{text}}}"
+    return text
+
+
+# (the mistyped key, a value for it, the message it must raise): at every depth of the config.
+TYPOS = [
+    ("optm.lr", "1e-3", "unknown key 'optm' (did you mean 'optim'?)"),
+    ("features.taper", "5", "unknown key 'features.taper' (did you mean 'features.taper_ms'?)"),
+    ("data.speed_pertub", "[0.9, 1.1]", "unknown key 'data.speed_pertub' (did you mean 'data.speed_perturb'?)"),
+    ("features.specaugment.freq_wdth", "10",
+     "unknown key 'features.specaugment.freq_wdth' (did you mean 'features.specaugment.freq_width'?)"),
+    ("trainer.max_epoch", "3", "unknown key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)"),
+    ("model.hidden", "abc", "key 'model.hidden': expected int, got 'abc'"),
+]
+
+
+@pytest.mark.parametrize("key, value, message", TYPOS, ids=[t[0] for t in TYPOS])
+def test_a_mistyped_key_or_a_wrong_type_is_rejected_with_the_closest_valid_key(tmp_path, key, value, message):
+    base = "data: {train: a.jsonl, val: b.jsonl}\n"
+    path = tmp_path / "run.yaml"
+    path.write_text(base + _yaml_for(key, value) + "\n")  # in the YAML file
+    with pytest.raises(ASRError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: {message}"
+    path.write_text(base)  # the same key as a command-line override
+    with pytest.raises(ASRError) as e:
+        load_config(path, [f"{key}={value}"])
+    assert str(e.value) == f"{path}: {message}"
+    values = {}  # and from plain data (a checkpoint's config), without the file's name
+    apply_override(values, f"{key}={value}")
+    with pytest.raises(ASRError) as e:
+        Config.from_dict(values)
+    assert str(e.value) == message
+
+
+def test_a_key_set_by_asr_or_a_wrong_section_type_is_rejected():
+    with pytest.raises(ASRError, match=r"key 'trainer.callbacks': set by asr itself"):
+        Config.from_dict({"trainer": {"callbacks": []}})
+    with pytest.raises(ASRError, match=r"key 'data.speed_perturb\[1\]': expected float, got 'fast'"):
+        Config.from_dict({"data": {"speed_perturb": [0.9, "fast"]}})
+
+
+def test_missing_keys_take_the_defaults_and_plain_data_round_trips():
+    config = Config.from_dict({"model": {"hidden": 48}, "features": {"specaugment": {"freq_masks": 0}},
+                               "trainer": {"max_epochs": 2}})
+    default = Config()
+    assert config.model.hidden == 48 and config.model.layers == default.model.layers
+    assert config.features.specaugment.freq_masks == 0
+    assert config.features.specaugment.freq_width == default.features.specaugment.freq_width
+    assert config.trainer["max_epochs"] == 2 and config.trainer["precision"] == default.trainer["precision"]
+    assert Config.from_dict({"optim": {"lr": 1}}).optim.lr == 1.0 and isinstance(Config.from_dict({"optim": {"lr": 1}}).optim.lr, float)
+    plain = config.to_dict()
+    assert isinstance(plain["features"]["specaugment"], dict)
+    assert Config.from_dict(plain) == config
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert isinstance(config, Config) and config.data.train and config.data.val
+    assert Config.from_dict(config.to_dict()) == config
+
+
+def test_a_plain_value_where_a_section_belongs_names_the_section():
+    # asr/config.py from_plain() puts its `where` prefix, which ends in a dot, into this message:
+    # it reads "features.specaugment.: expected a section ..." (a stray dot after the key's name).
+    with pytest.raises(ASRError) as e:
+        Config.from_dict({"features": {"specaugment": 3}})
+    assert str(e.value).startswith("features.specaugment: expected a section"), str(e.value)
+    with pytest.raises(ASRError) as e:
+        Config.from_dict({"model": 3})
+    assert str(e.value).startswith("model: expected a section"), str(e.value)
+
+
+def test_the_shipped_configs_are_there():
+    names = {p.name for p in Path(__file__).resolve().parents[1].glob("configs/*.yaml")}
+    assert {"demo.yaml", "fsdd.yaml"} <= names

@@ -9,11 +9,11 @@ import pytest
 SCRIPT = textwrap.dedent('''
     import json, os, sys
     import pytorch_lightning as pl
-    from asr.config import DEFAULTS, merge
+    from asr.config import Config
     from asr.data.loader import SpeechDataModule
-    from asr.lightning import CTCModule
     from asr.text import CharTokenizer
-    from asr.train import build_trainer
+    from asr.training.module import CTCModule
+    from asr.training.train import build_trainer
 
     class RecordIds(pl.Callback):
         """Writes the utterance ids of every training batch this rank sees."""
@@ -28,20 +28,20 @@ SCRIPT = textwrap.dedent('''
 
     if __name__ == "__main__":
         manifest, out = sys.argv[1], sys.argv[2]
-        config = merge(DEFAULTS, {"out_dir": out, "model": {"hidden": 32, "layers": 1, "subsample_factor": 4},
-                                  "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 2, "strategy": "ddp",
-                                              "enable_progress_bar": False, "enable_model_summary": False,
-                                              "log_every_n_steps": 1}})
-        config["data"].update(train=manifest, val=manifest, max_batch_seconds=8, num_workers=0)
+        config = Config.from_dict({
+            "out_dir": out, "model": {"hidden": 32, "layers": 1, "subsample_factor": 4},
+            "data": {"train": manifest, "val": manifest, "max_batch_seconds": 8, "num_workers": 0},
+            "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 2, "strategy": "ddp",
+                        "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1}})
         tokenizer = CharTokenizer()
         module = CTCModule(config, tokenizer)
-        data = SpeechDataModule(config["data"], tokenizer, module.model.subsample.output_lengths)
+        data = SpeechDataModule(config.data, tokenizer, module.model.network.subsample.output_lengths)
         trainer = build_trainer(config, __import__("pathlib").Path(out))
         trainer.callbacks.append(RecordIds(out))
         trainer.fit(module, datamodule=data)
         import torch.distributed as dist
         if dist.is_initialized():
-            dist.destroy_process_group()  # as asr.train.train does
+            dist.destroy_process_group()  # as asr.training.train.train does
 ''')
 
 

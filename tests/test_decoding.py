@@ -1,6 +1,7 @@
 """Greedy and beam decoding, the ARPA builder, LM/lexicon checks, word times and subtitle writers."""
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,59 @@ def test_beam_search_with_lm_fixes_a_misspelling(arpa):
     assert hyp.text == "HELLO WORLD"
     assert [w.word for w in words_with_times(hyp, tok, 0.04)] == ["HELLO", "WORLD"]
     assert beam.with_weights(0.5, 1.0)(logits).text == "HELLO WORLD"  # re-weighted, LM shared
+
+
+def test_with_weights_shares_the_loaded_lm(arpa, monkeypatch):
+    """Tuning tries many weights: a LibriSpeech 4-gram takes minutes to load, so it is read once."""
+    import flashlight.lib.text.decoder.kenlm as kenlm
+
+    loads = []
+    real = kenlm.KenLM
+    monkeypatch.setattr(kenlm, "KenLM", lambda *args: loads.append(args) or real(*args))
+    tok = CharTokenizer()
+    beam = BeamSearch(tok, beam_size=20, lm=arpa, lm_weight=1.0, word_score=0.0)
+    other = beam.with_weights(0.5, 1.0)
+    assert len(loads) == 1 and other.lm is beam.lm
+    assert (other.lm_weight, other.word_score, beam.lm_weight, beam.word_score) == (0.5, 1.0, 1.0, 0.0)
+    assert other.tokenizer is tok and other.decoder is not beam.decoder
+    # a very low word score makes the decoder prefer fewer words: the weights really reach the search
+    logits = emissions_for("HELLO BIG WORLD", tok)
+    assert beam.with_weights(1.0, -100.0)(logits).text != "HELLO BIG WORLD"
+    assert beam(logits).text == "HELLO BIG WORLD"  # the original keeps its own weights
+
+
+def test_beam_search_needs_no_torchaudio(arpa, monkeypatch):
+    """The decoder is built with flashlight-text's public API only, not torchaudio's internals."""
+    for name in {"torchaudio", "torchaudio.models.decoder", *(n for n in sys.modules if n.startswith("torchaudio"))}:
+        monkeypatch.setitem(sys.modules, name, None)  # any torchaudio import now fails
+    tok = CharTokenizer()
+    assert BeamSearch(tok, lm=arpa)(emissions_for("HELLO WORLD", tok)).text == "HELLO WORLD"
+
+
+# What the earlier decoder (flashlight driven through torchaudio's internals) gave on these fixtures:
+# every sentence read back exactly, a lexicon word spelt with a closing word separator when the
+# separator is a real token (char), and these word times. (Only the frame of that closing separator
+# could differ: flashlight breaks exact ties between equal paths arbitrarily, then as now.)
+OLD_WORD_TIMES = {
+    "char": [("THE", 0.0, 0.28), ("WORLD", 0.48, 1.0), ("IS", 1.2, 1.36), ("BIG", 1.56, 1.84)],
+    "bpe": [("THE", 0.0, 0.04), ("WORLD", 0.12, 0.16), ("IS", 0.24, 0.28), ("BIG", 0.36, 0.4)],
+}
+
+
+@pytest.mark.parametrize("kind,mode", [(k, m) for k in ("char", "bpe") for m in ("lm", "lexicon", "free")])
+def test_beam_results_match_the_earlier_decoder(arpa, tmp_path, kind, mode):
+    tok = CharTokenizer() if kind == "char" else SentencePieceTokenizer.train(SENTENCES * 20, vocab_size=40)
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("\n".join(sorted({w for s in SENTENCES for w in s.split()})) + "\n")
+    beam = BeamSearch(tok, beam_size=20, lm=arpa if mode == "lm" else None,
+                      lexicon=lexicon if mode == "lexicon" else None, lm_weight=0.5)
+    for sentence in SENTENCES:
+        hyp = beam(emissions_for(sentence, tok))
+        closing = " " if kind == "char" and mode != "free" else ""
+        assert (hyp.text, hyp.tokens) == (sentence, tok.encode(sentence + closing))
+        assert len(hyp.spans) == len(hyp.probs) == len(hyp.tokens)
+    words = words_with_times(beam(emissions_for("THE WORLD IS BIG", tok)), tok, 0.04)
+    assert [(w.word, round(w.start, 3), round(w.end, 3)) for w in words] == OLD_WORD_TIMES[kind]
 
 
 def test_lexicon_free_beam_matches_greedy_on_clear_input():

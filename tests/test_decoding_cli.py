@@ -1,4 +1,4 @@
-"""`asr transcribe` formats, `asr tune-lm`, decoding settings next to a checkpoint, `asr prepare lm`."""
+"""`asr transcribe` formats, `asr tune-lm`, decoding settings (--decoding), `asr prepare lm`."""
 import hashlib
 import importlib.util
 import json
@@ -58,15 +58,61 @@ def test_beam_with_training_lm_and_tune_lm(overfit_run, tiny_corpus, train_arpa,
                            "--lm-weights", "0.5,1", "--word-scores", "0,1", "--beam-size", "8", "--out", settings)
     assert code == 0 and "best: lm_weight" in out
     assert "lm_weight:" in settings.read_text() and str(train_arpa) in settings.read_text()
-    # decoding.yaml next to a checkpoint is picked up without any flag
-    from asr.transcribe import Recognizer
+    import yaml
 
+    from asr.transcribe import DecodingOptions
+
+    saved = yaml.safe_load(settings.read_text())
+    assert DecodingOptions.load(settings) == DecodingOptions(
+        decoder="beam", beam_size=8, lm=str(Path(train_arpa).resolve()), lexicon=None,
+        lm_weight=saved["lm_weight"], word_score=saved["word_score"])
+    assert saved["lm_weight"] in (0.5, 1) and saved["word_score"] in (0, 1)
+
+
+@pytest.mark.slow
+def test_decoding_yaml_is_used_only_when_given_with_decoding(overfit_run, tiny_corpus, train_arpa, run_cli,
+                                                             tmp_path, monkeypatch):
+    """A decoding.yaml beside the checkpoint is not picked up by itself (greedy, the default, is used): only
+    `--decoding FILE` applies it, and decoder flags given with it override its values."""
+    import asr.transcribe
+
+    _, best = overfit_run
+    train = tiny_corpus[1]["train"]
     ckpt = tmp_path / "copy" / "best.ckpt"
     ckpt.parent.mkdir()
     shutil.copy(best, ckpt)
-    shutil.copy(settings, ckpt.parent / "decoding.yaml")
-    assert Recognizer(ckpt, "cpu").decoding["decoder"] == "beam"
-    assert Recognizer(ckpt, "cpu", {"decoder": "greedy"}).decoding["decoder"] == "greedy"
+    settings = ckpt.parent / "decoding.yaml"
+    code, _, _ = run_cli("tune-lm", "--checkpoint", ckpt, "--data", train, "--lm", train_arpa,
+                         "--lm-weights", "0.5,1", "--word-scores", "0,1", "--beam-size", "8")
+    assert code == 0 and settings.is_file()  # written next to the checkpoint by default
+    used = []
+    real = asr.transcribe.Model.decoder
+    monkeypatch.setattr(asr.transcribe.Model, "decoder", lambda self, options: used.append(options) or real(self, options))
+    clip = read_manifest(train)[0]["audio"]
+
+    for command in (["transcribe", "--checkpoint", ckpt, clip],
+                    ["evaluate", "--checkpoint", ckpt, "--data", train, "--out", tmp_path / "greedy"]):
+        used.clear()
+        code, _, err = run_cli(*command)
+        assert code == 0, err
+        assert used and all(not o.beam and o.lm is None and o.decoder is None for o in used)  # greedy
+    for command in (["transcribe", "--checkpoint", ckpt, "--decoding", settings, clip],
+                    ["evaluate", "--checkpoint", ckpt, "--data", train, "--out", tmp_path / "tuned",
+                     "--decoding", settings]):
+        used.clear()
+        code, _, err = run_cli(*command)
+        assert code == 0, err
+        assert used and all(o.beam and o.lm == str(Path(train_arpa).resolve()) and o.beam_size == 8 for o in used)
+    summary = json.loads((tmp_path / "tuned" / "summary.json").read_text())
+    assert summary["cer"] < 0.1
+    used.clear()
+    code, _, err = run_cli("transcribe", "--checkpoint", ckpt, "--decoding", settings, "--lm-weight", "0.25",
+                           "--beam-size", "4", clip)
+    assert code == 0, err
+    assert used[-1].beam and used[-1].lm_weight == 0.25 and used[-1].beam_size == 4  # flags beat the file
+    assert used[-1].word_score == DecodingOptions.load(settings).word_score  # the rest is the file's
+    code, _, err = run_cli("transcribe", "--checkpoint", ckpt, "--decoding", tmp_path / "missing.yaml", clip)
+    assert code == 1 and "decoding settings not found" in err
 
 
 def test_bad_lm_on_the_command_line_fails_before_decoding(overfit_run, tiny_corpus, run_cli, tmp_path):

@@ -69,9 +69,15 @@ def bad_checkpoints(ckpt, tmp_path_factory):
     vocab = torch.load(ckpt, map_location="cpu", weights_only=True)
     vocab["asr"]["tokenizer"]["chars"] = " ABC"
     torch.save(vocab, d / "vocab.ckpt")
-    config = torch.load(ckpt, map_location="cpu", weights_only=True)
-    config["asr"]["config"]["model"]["hidden"] = 32
-    torch.save(config, d / "config.ckpt")
+    shape = torch.load(ckpt, map_location="cpu", weights_only=True)  # the model's description, not its weights
+    shape["asr"]["model_args"]["network"]["hidden"] = 32
+    torch.save(shape, d / "config.ckpt")
+    old = torch.load(ckpt, map_location="cpu", weights_only=True)
+    old["asr"]["format"] = 1
+    torch.save(old, d / "old.ckpt")
+    unversioned = torch.load(ckpt, map_location="cpu", weights_only=True)
+    del unversioned["asr"]["format"]
+    torch.save(unversioned, d / "unversioned.ckpt")
     return {
         "missing": (d / "missing.ckpt", ["checkpoint not found"]),
         "random bytes": (d / "random.ckpt", ["not a PyTorch checkpoint"]),
@@ -79,10 +85,13 @@ def bad_checkpoints(ckpt, tmp_path_factory):
         "plain dict": (d / "plain.ckpt", ["not an asr checkpoint"]),
         "vocabulary differs": (d / "vocab.ckpt", ["tokenizer/vocabulary mismatch", "has 5 tokens"]),
         "model config differs": (d / "config.ckpt", ["do not match the model", "size mismatch", "lstm"]),
+        "older format": (d / "old.ckpt", ["checkpoint format 1 is not the format this version of asr reads (2)"]),
+        "no format": (d / "unversioned.ckpt", ["checkpoint format None is not the format this version of asr reads (2)"]),
     }
 
 
-CHECKPOINT_CASES = ["missing", "random bytes", "text file", "plain dict", "vocabulary differs", "model config differs"]
+CHECKPOINT_CASES = ["missing", "random bytes", "text file", "plain dict", "vocabulary differs", "model config differs",
+                    "older format", "no format"]
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES)
@@ -224,20 +233,23 @@ def test_transcribe_batch_reports_each_bad_file_and_goes_on(bad_audio, ckpt, goo
 def test_a_failure_inside_a_batch_loses_only_its_own_file(ckpt, tiny_corpus):
     """The network or decoder failing on one file of a batch (say, out of memory on the longest) used to
     lose every file of that batch; now the batch is retried file by file and only that one fails."""
-    from asr.transcribe import Recognizer, transcribe_files
+    from asr.audio import load_audio
+    from asr.transcribe import load_model
 
     paths = [row["audio"] for row in read_manifest(tiny_corpus[1]["train"])[:3]]
-    recognizer = Recognizer(ckpt, "cpu")
-    bad_length = len(__import__("asr.audio", fromlist=["load_audio"]).load_audio(paths[1]))
-    real = recognizer.transcribe_arrays
+    model = load_model(ckpt, "cpu")
+    bad_length = len(load_audio(paths[1]))
+    real, calls = model.emissions, []
 
     def breaks_on_one(waves):
+        calls.append(len(waves))
         if any(len(w) == bad_length for w in waves):
             raise RuntimeError("CUDA out of memory")
         return real(waves)
 
-    recognizer.transcribe_arrays = breaks_on_one
-    results = transcribe_files(recognizer, paths)
+    model.emissions = breaks_on_one
+    results = model.transcribe_many(paths)
+    assert calls[0] == 3  # the three short files went in one batch first
     assert [bool(r.error) for r in results] == [False, True, False], [r.error for r in results]
     assert results[1].error == f"{paths[1]}: RuntimeError: CUDA out of memory"
     assert all(r.text for r in (results[0], results[2]))
@@ -387,7 +399,7 @@ def test_train_unknown_config_section(tmp_path, run_cli):
     path = tmp_path / "typo.yaml"
     path.write_text("modle:\n  hidden: 16\n")
     code, _, err = run_cli("train", "--config", path)
-    assert_one_line_error(code, err, path, "unknown config section", "modle")
+    assert_one_line_error(code, err, path, "unknown key 'modle' (did you mean 'model'?)")
 
 
 def test_train_skips_unusable_rows_and_says_why(tiny_corpus, tmp_path, run_cli, caplog):

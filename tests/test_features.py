@@ -2,8 +2,8 @@ import librosa
 import numpy as np
 import torch
 
-from asr.features import (HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, FrequencyWarp, LogMel, SpecAugment, normalize_features,
-                          num_frames, taper_edges)
+from asr.features import HOP_LENGTH, N_FFT, N_MELS, Frontend, LogMel, normalize_features, num_frames, taper_edges
+from asr.training.augment import AddNoise, Augmentation, FrequencyWarp, SpecAugment
 
 # Stated tolerance: torchaudio (float32 FFT) vs librosa (float64 reference) log-mel energies agree
 # within 1e-3 in natural-log units (0.004 dB) wherever the energy is above 1e-6 of the peak (below that, float32 rounding dominates).
@@ -32,8 +32,8 @@ def test_log_mel_matches_librosa():
     loud = ref_mel.T > 1e-6 * ref_mel.max()
     assert loud.mean() > 0.9
     assert np.abs(ours - ref)[loud].max() < TOLERANCE
-    fixed = LogMel(dynamic_range_db=None)(torch.from_numpy(audio)[None])[0].numpy()  # old checkpoints' floor
-    assert np.abs(fixed - np.log(ref_mel + LOG_FLOOR).T)[loud].max() < TOLERANCE
+    narrow = LogMel(dynamic_range_db=60.0)(torch.from_numpy(audio)[None])[0].numpy()  # features.dynamic_range_db
+    assert np.abs(narrow - np.log(ref_mel + ref_mel.max() * 1e-6).T)[loud].max() < TOLERANCE
 
 
 def test_quiet_recording_gets_the_same_normalised_features_as_a_loud_one():
@@ -41,9 +41,11 @@ def test_quiet_recording_gets_the_same_normalised_features_as_a_loud_one():
     lengths = num_frames(torch.tensor([audio.shape[1]]))
     loud, quiet = (normalize_features(LogMel()(audio * gain), lengths) for gain in (1.0, 0.003))  # -50 dB
     assert (loud - quiet).abs().max() < 1e-3
-    old_loud, old_quiet = (normalize_features(LogMel(dynamic_range_db=None)(audio * gain), lengths)
+    # Guard: a fixed floor (the 1e-6 of earlier versions) would have gated the quiet copy.
+    mel = LogMel().mel
+    old_loud, old_quiet = (normalize_features(torch.log(mel(audio * gain) + 1e-6).transpose(1, 2), lengths)
                            for gain in (1.0, 0.003))
-    assert (old_loud - old_quiet).abs().max() > 0.5  # the fixed floor gated the quiet copy
+    assert (old_loud - old_quiet).abs().max() > 0.5
 
 
 def test_padding_does_not_change_features_of_real_frames():
@@ -119,8 +121,6 @@ def test_frequency_warp_moves_a_formant_by_alpha_and_only_in_training():
 
 
 def test_add_noise_hits_the_drawn_snr_leaves_padding_silent_and_only_trains():
-    from asr.features import AddNoise
-
     torch.manual_seed(0)
     noise = AddNoise(snr_db=(10.0, 10.0), prob=1.0)
     audio = torch.randn(4, 8000) * 0.1
@@ -157,3 +157,44 @@ def test_taper_removes_the_click_of_a_clip_cut_mid_sound():
     raw, tapered = (LogMel()(x)[0, :, high].exp().sum(-1) for x in (cut, taper_edges(cut, lens, 160)))
     assert raw[-1] > 30 * raw[-10]  # the step: broadband energy in the last frame, not in the middle
     assert tapered[-1] < 2 * tapered[-10]  # faded out: no click
+
+
+def test_frontend_is_taper_log_mel_and_normalisation():
+    """The model's input chain (asr.features.Frontend), without augmentation, is the pieces above in turn."""
+    audio = torch.from_numpy(_speechlike(1.0))[None].repeat(2, 1)
+    lens = torch.tensor([16000, 11000])
+    audio[1, 11000:] = 0
+    for normalize, per_bin in (("per_bin", True), ("per_utterance", False)):
+        frontend = Frontend(taper_ms=10.0, normalize=normalize)
+        feats, frames = frontend(audio, lens)
+        assert torch.equal(frames, num_frames(lens))
+        expected = normalize_features(LogMel()(taper_edges(audio, lens, 160)), frames, per_bin)
+        assert torch.allclose(feats, expected, atol=1e-5)
+        alone, _ = frontend(audio[1:, :11000], lens[1:])  # padding changes nothing of the real frames
+        assert torch.allclose(alone[0], feats[1, : frames[1]], atol=1e-4)
+    padded, padded_frames = Frontend(pad_samples=640)(audio, lens)  # edge padding: silence on both sides
+    assert torch.equal(padded_frames, num_frames(lens + 1280))
+    try:
+        Frontend(normalize="per_word")
+    except ValueError as e:
+        assert "per_bin or per_utterance" in str(e)
+    else:
+        raise AssertionError("Frontend accepted normalize='per_word'")
+
+
+def test_augmentation_follows_the_features_config_and_is_off_in_eval():
+    from asr.config import Config
+
+    features = Config.from_dict({"features": {"vtlp": 0.1, "noise": {"snr_db": [5, 15], "prob": 0.5},
+                                              "specaugment": {"freq_masks": 1, "time_width": 0.2}}}).features
+    augment = Augmentation(features)
+    assert (augment.noise.snr_db, augment.noise.prob, augment.warp.max_warp) == ((5.0, 15.0), 0.5, 0.1)
+    assert (augment.specaugment.freq_masks, augment.specaugment.freq_width, augment.specaugment.time_width) == (1, 15, 0.2)
+    torch.manual_seed(0)
+    audio, lens = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 8000])
+    frontend = Frontend()
+    plain, _ = frontend(audio, lens)
+    augment.eval()
+    assert torch.equal(frontend(audio, lens, augment)[0], plain)
+    augment.train()
+    assert not torch.allclose(frontend(audio, lens, augment)[0], plain)

@@ -4,7 +4,8 @@ import soundfile as sf
 import torch
 
 import asr.data.loader as loader
-from asr.data.loader import DurationBatchSampler, SpeechDataModule, collate, min_frames_for, usable_rows
+from asr.config import DataConfig
+from asr.data.loader import DurationBatchSampler, SpeechDataModule
 from asr.errors import ASRError
 from asr.model import StackSubsampling
 from asr.text import CharTokenizer
@@ -63,41 +64,6 @@ def test_fewer_training_batches_than_processes_is_a_clear_error():
     assert [len(list(DurationBatchSampler([1.0, 1.0], 8, num_replicas=2, rank=r, even=False))) for r in (0, 1)] == [1, 1]
 
 
-def test_usable_rows_skips_and_counts_each_problem():
-    tok = CharTokenizer()
-    sub = StackSubsampling(80, 4)
-    rows = [
-        {"id": "ok", "audio": "a.flac", "duration": 2.0, "text": "hello world"},
-        {"id": "digits", "audio": "b.flac", "duration": 2.0, "text": "route 66"},
-        {"id": "empty", "audio": "c.flac", "duration": 2.0, "text": "  "},
-        {"id": "too-long-label", "audio": "d.flac", "duration": 0.2, "text": "a very long sentence for a blip"},
-        {"id": "too-long-audio", "audio": "e.flac", "duration": 99.0, "text": "fine"},
-    ]
-    kept, skipped, examples = usable_rows(rows, tok, sub.output_lengths, max_duration=30)
-    assert [r["id"] for r in kept] == ["ok"]
-    assert kept[0]["text"] == "HELLO WORLD" and kept[0]["ids"] == tok.encode("HELLO WORLD")
-    assert sum(skipped.values()) == 4 and len(skipped) == 4
-    assert "b.flac" in examples["characters outside the vocabulary"]
-
-
-def test_min_frames_counts_blanks_between_repeats():
-    assert min_frames_for([1, 2, 3]) == 3
-    assert min_frames_for([5, 5, 5]) == 5
-
-
-def test_collate_pads_and_drops_failed_items():
-    items = [
-        {"id": "a", "audio": torch.ones(100), "ids": [1, 2], "text": "X"},
-        None,
-        {"id": "b", "audio": torch.ones(40), "ids": [3], "text": "Y"},
-    ]
-    batch = collate(items)
-    assert batch["audio"].shape == (2, 100) and batch["audio"][1, 40:].abs().sum() == 0
-    assert batch["audio_lens"].tolist() == [100, 40]
-    assert batch["targets"].tolist() == [[1, 2], [3, 0]] and batch["target_lens"].tolist() == [2, 1]
-    assert batch["ids"] == ["a", "b"]
-
-
 def test_audio_cache_decodes_each_file_once_and_returns_the_same_samples(tmp_path, monkeypatch):
     """data.cache_audio: later epochs read memory, not the file; 16-bit audio comes back bit-exact."""
     rng = np.random.default_rng(0)
@@ -118,5 +84,7 @@ def test_audio_cache_decodes_each_file_once_and_returns_the_same_samples(tmp_pat
 
 def test_audio_cache_refuses_loader_workers():
     with pytest.raises(ASRError, match="cache_audio.*num_workers: 0"):
-        SpeechDataModule({"train": "t.jsonl", "val": "v.jsonl", "cache_audio": True, "num_workers": 2},
+        SpeechDataModule(DataConfig(train="t.jsonl", val="v.jsonl", cache_audio=True, num_workers=2),
                          CharTokenizer(), StackSubsampling(80, 4).output_lengths)
+    SpeechDataModule(DataConfig(train="t.jsonl", val="v.jsonl", cache_audio=True, num_workers=0),
+                     CharTokenizer(), StackSubsampling(80, 4).output_lengths)  # in the training process: fine

@@ -59,19 +59,22 @@ def test_summed_directions_halve_the_layer_width():
 def test_edge_padding_is_heard_but_not_scored(subsample, factor):
     """features.edge_pad_ms: silence the network reads around each utterance, whose output frames are
     cut off again, so frame counts (CTC, word times, long-file windows) are those of the real audio."""
-    from asr.config import DEFAULTS, merge
-    from asr.lightning import CTCModule
+    from asr.config import Config
     from asr.text import build_tokenizer
+    from asr.training.module import CTCModule
 
     torch.manual_seed(0)
     modules = []
     for pad_ms in (0.0, 50.0):
-        config = merge(DEFAULTS, {"features": {"edge_pad_ms": pad_ms},
-                                  "model": {"subsample": subsample, "subsample_factor": factor, "hidden": 16, "layers": 2}})
+        config = Config.from_dict({"features": {"edge_pad_ms": pad_ms},
+                                   "model": {"subsample": subsample, "subsample_factor": factor, "hidden": 16, "layers": 2}})
         modules.append(CTCModule(config, build_tokenizer({"kind": "char"}, [])).eval())
     plain, padded = modules
     padded.load_state_dict(plain.state_dict())
-    assert padded.pad_samples >= 800 and padded.pad_samples % (160 * factor) == 0  # >= 50 ms, whole frames
+    pad_samples = padded.model.frontend.pad_samples
+    assert pad_samples >= 800 and pad_samples % (160 * factor) == 0  # >= 50 ms, whole frames
+    assert padded.model.pad_frames * padded.model.frame_samples == pad_samples
+    assert plain.model.frontend.pad_samples == 0 and plain.model.pad_frames == 0
     lens = torch.tensor([16000, 9000])
     audio = torch.randn(2, 16000) * 0.1 * (torch.arange(16000)[None, :] < lens[:, None])
     with torch.no_grad():
@@ -102,13 +105,14 @@ def test_char_head_reads_its_inner_layer():
 
 def test_char_ctc_loss_joins_the_training_loss():
     """The training loss is (1 - w) * CTC(main) + w * CTC(characters), and both heads get gradients."""
-    from asr.config import DEFAULTS, merge
-    from asr.lightning import CTCModule
+    from asr.config import Config
     from asr.text import build_tokenizer
+    from asr.training.module import CTCModule
 
     torch.manual_seed(0)
-    config = merge(DEFAULTS, {"model": {"hidden": 16, "layers": 2, "dropout": 0.0, "char_ctc_layer": 1, "char_ctc_weight": 0.3},
-                              "features": {"specaugment": {"freq_masks": 0, "time_masks": 0}}})  # deterministic
+    config = Config.from_dict({"model": {"hidden": 16, "layers": 2, "dropout": 0.0, "char_ctc_layer": 1,
+                                         "char_ctc_weight": 0.3},
+                               "features": {"specaugment": {"freq_masks": 0, "time_masks": 0}}})  # deterministic
     texts = ["HELLO WORLD", "IT'S 5 O'CLOCK"]
     tokenizer = build_tokenizer({"kind": "bpe", "vocab_size": 40}, texts * 20)
     module = CTCModule(config, tokenizer)
@@ -125,17 +129,18 @@ def test_char_ctc_loss_joins_the_training_loss():
         0.3 * module.ctc_loss(chars, lens, char_targets, char_lens)
     assert torch.allclose(loss, expected, atol=1e-5)
     loss.backward()
-    assert module.model.char_proj.weight.grad.abs().sum() > 0 and module.model.proj.weight.grad.abs().sum() > 0
+    network = module.model.network
+    assert network.char_proj.weight.grad.abs().sum() > 0 and network.proj.weight.grad.abs().sum() > 0
 
 
 def test_features_normalize_reaches_the_module_and_rejects_unknown_values():
-    from asr.config import DEFAULTS, merge
+    from asr.config import Config
     from asr.errors import ASRError
-    from asr.lightning import CTCModule
     from asr.text import build_tokenizer
+    from asr.training.module import CTCModule
 
     def module(normalize):
-        config = merge(DEFAULTS, {"features": {"normalize": normalize}, "model": {"hidden": 8, "layers": 1}})
+        config = Config.from_dict({"features": {"normalize": normalize}, "model": {"hidden": 8, "layers": 1}})
         return CTCModule(config, build_tokenizer({"kind": "char"}, [])).eval()
 
     torch.manual_seed(0)

@@ -4,18 +4,18 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
 
-from asr.config import DEFAULTS, merge
-from asr.data.loader import collate
-from asr.lightning import CTCModule
+from asr.config import Config
+from asr.data.batching import collate
 from asr.text import CharTokenizer
-from asr.train import cpu_runs_bf16
+from asr.training.module import CTCModule
+from asr.training.precision import cpu_runs_bf16
 
 CLIP = 0.5
 
 
 def tiny_module():
-    config = merge(DEFAULTS, {"model": {"hidden": 16, "layers": 2, "dropout": 0.0},
-                              "trainer": {"gradient_clip_val": CLIP}})
+    config = Config.from_dict({"model": {"hidden": 16, "layers": 2, "dropout": 0.0},
+                               "trainer": {"gradient_clip_val": CLIP}})
     return CTCModule(config, CharTokenizer())
 
 

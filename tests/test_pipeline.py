@@ -88,7 +88,7 @@ def test_transcribe_any_rate_and_channels(overfit_run, tiny_corpus, tmp_path, ru
     sf.write(path, np.stack([stereo_44k, stereo_44k], axis=1), 44100)
     code, out, _ = run_cli("transcribe", "--checkpoint", best, path)
     assert code == 0
-    from asr.lightning import error_counts
+    from asr.metrics import error_counts
 
     errors, _, char_errors, chars = error_counts([row["text"]], [out.strip()])
     assert char_errors / chars < 0.1
@@ -100,27 +100,27 @@ def test_long_files_are_windowed_without_losing_or_shifting_frames(overfit_run, 
     exactly, so no frame is dropped, duplicated or shifted at window edges."""
     import torch
 
-    from asr.transcribe import CONTEXT_S, WINDOW_S, Recognizer
+    from asr.transcribe import CONTEXT_S, WINDOW_S, load_model
 
     _, best = overfit_run
-    rec = Recognizer(best, "cpu")
+    model = load_model(best, "cpu")
 
     def frame_local_logits(waves):
         out = []
         for w in waves:
-            n = -(-len(w) // rec.frame_samples)
-            frames = np.pad(w, (0, n * rec.frame_samples - len(w))).reshape(n, rec.frame_samples)
-            token = (np.abs(frames).mean(1) * 1000).astype(int) % rec.tokenizer.vocab_size
-            out.append(torch.nn.functional.one_hot(torch.from_numpy(token), rec.tokenizer.vocab_size).float())
+            n = -(-len(w) // model.frame_samples)
+            frames = np.pad(w, (0, n * model.frame_samples - len(w))).reshape(n, model.frame_samples)
+            token = (np.abs(frames).mean(1) * 1000).astype(int) % model.tokenizer.vocab_size
+            out.append(torch.nn.functional.one_hot(torch.from_numpy(token), model.tokenizer.vocab_size).float())
         return out
 
-    rec.logits = frame_local_logits
+    model.emissions = frame_local_logits
     rng = np.random.default_rng(0)
     seconds = 2 * WINDOW_S + CONTEXT_S + 3.3  # three windows, the last one short
     long = (rng.uniform(-0.5, 0.5, int(seconds * 16000)) * np.sin(np.arange(int(seconds * 16000)) / 900)).astype(np.float32)
     path = tmp_path / "long.wav"
     sf.write(path, long, 16000, subtype="FLOAT")
-    windowed = rec.long_file_logits(path)
+    windowed = model.long_file_emissions(path)
     whole = frame_local_logits([long])[0]
     assert windowed.shape == whole.shape
     assert torch.equal(windowed, whole)
@@ -130,13 +130,13 @@ def test_long_files_are_windowed_without_losing_or_shifting_frames(overfit_run, 
 def test_windowed_file_has_the_whole_files_frame_count(overfit_run, tmp_path, extra):
     """With the real network: a file of a whole number of output frames' samples gets one more frame (the
     centred STFT's last) than the windows made up to their own ends; the last window must keep it."""
-    from asr.transcribe import Recognizer
+    from asr.transcribe import load_model
 
-    rec = Recognizer(overfit_run[1], "cpu")
+    model = load_model(overfit_run[1], "cpu")
     wave = (0.01 * np.random.default_rng(0).standard_normal(640 * 640 + extra)).astype(np.float32)  # 25.6 s
     path = tmp_path / "long.wav"
     sf.write(path, wave, 16000, subtype="FLOAT")
-    assert len(rec.long_file_logits(path)) == len(rec.logits([wave])[0])
+    assert len(model.long_file_emissions(path)) == len(model.emissions([wave])[0])
 
 
 def test_a_long_file_soundfile_cannot_seek_in_is_still_recognised_window_by_window(overfit_run, tmp_path,
@@ -147,18 +147,19 @@ def test_a_long_file_soundfile_cannot_seek_in_is_still_recognised_window_by_wind
 
     import asr.transcribe as transcribe
 
-    rec = transcribe.Recognizer(overfit_run[1], "cpu")
+    model = transcribe.load_model(overfit_run[1], "cpu")
     wave = (0.01 * np.random.default_rng(1).standard_normal(16000 * 50)).astype(np.float32)  # 50 s: three windows
     path = tmp_path / "long.wav"
     sf.write(path, wave, 16000, subtype="FLOAT")
-    from_file = rec.long_file_logits(path)
-    assert torch.equal(rec.windowed_logits(lambda lo, hi: wave[lo:hi], len(wave)), from_file)
-    monkeypatch.setattr(transcribe, "is_long_file", lambda p: False)  # as for a file soundfile cannot open
-    sizes, real = [], rec.logits
-    rec.logits = lambda waves: sizes.extend(len(w) for w in waves) or real(waves)
-    [result] = transcribe.transcribe_files(rec, [path])
+    assert transcribe.seekable_seconds(path) == 50.0
+    from_file = model.long_file_emissions(path)
+    assert torch.equal(model.windowed_emissions(lambda lo, hi: wave[lo:hi], len(wave)), from_file)
+    monkeypatch.setattr(transcribe, "seekable_seconds", lambda p: None)  # as for a file soundfile cannot seek in
+    sizes, real = [], model.emissions
+    model.emissions = lambda waves: sizes.extend(len(w) for w in waves) or real(waves)
+    [result] = model.transcribe_many([path])
     assert not result.error and result.duration == 50.0
     assert len(sizes) == 3 and max(sizes) <= (transcribe.WINDOW_S + 2 * transcribe.CONTEXT_S) * 16000
-    assert result.text == rec.decoder(from_file).text
+    assert result.text == model.decoder(transcribe.DecodingOptions())(from_file).text
     sizes.clear()
-    assert rec.transcribe(wave).text == result.text and len(sizes) == 3  # the Python API windows a long array too
+    assert model.transcribe(wave).text == result.text and len(sizes) == 3  # the Python API windows a long array too

@@ -13,9 +13,8 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
-from asr.checkpoint import AtomicCheckpointIO
 from asr.errors import ASRError
-from asr.train import BestCheckpoint
+from asr.training.callbacks import AtomicCheckpointIO, BestCheckpoint
 
 STEPS_PER_EPOCH = 4  # the 8 utterances in batches of at most 8 s of padded audio
 
@@ -89,23 +88,24 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_corpus, tmp_p
 def test_resume_keeps_the_precision_auto_chose(tiny_corpus, tmp_path, monkeypatch):
     """precision: auto is decided by a measurement at the run's start, saved with the run's config, and a
     resumed run keeps it rather than measuring again (a busy machine might decide otherwise)."""
-    import asr.train
-    from asr.config import DEFAULTS, merge
+    import asr.training.precision
+    from asr.config import Config
+    from asr.training.train import train
     from conftest import OVERFIT_CONFIG
 
-    config = merge(DEFAULTS, OVERFIT_CONFIG)
-    config["out_dir"] = str(tmp_path / "run")
     manifest = str(tiny_corpus[1]["train"])
-    config["data"].update(train=manifest, val=manifest, max_batch_seconds=200, num_workers=0)
-    config["trainer"].update(max_epochs=1, precision="auto", accelerator="cpu")
+    values = {**OVERFIT_CONFIG, "out_dir": str(tmp_path / "run"),
+              "data": {"train": manifest, "val": manifest, "max_batch_seconds": 200, "num_workers": 0},
+              "trainer": {**OVERFIT_CONFIG["trainer"], "max_epochs": 1, "precision": "auto", "accelerator": "cpu"}}
     # fp32 first: the resumed run must not switch to bf16 (which an AVX2-only CPU could not even run).
-    monkeypatch.setattr(asr.train, "auto_precision", lambda *args, **kwargs: "32-true")
-    asr.train.train(merge(config, {}))
+    monkeypatch.setattr(asr.training.precision, "auto_precision", lambda *args, **kwargs: "32-true")
+    train(Config.from_dict(values))
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["asr"]["config"]["trainer"]["precision"] == "32-true"
-    monkeypatch.setattr(asr.train, "auto_precision", lambda *args, **kwargs: "bf16-mixed")
-    config["trainer"]["max_epochs"] = 2
-    asr.train.train(config, resume=True)
+    monkeypatch.setattr(asr.training.precision, "auto_precision", lambda *args, **kwargs: "bf16-mixed")
+    config = Config.from_dict({**values, "trainer": {**values["trainer"], "max_epochs": 2}})
+    assert config.trainer["precision"] == "auto"  # this run's YAML still says auto
+    train(config, resume=True)
     resumed = torch.load(last, weights_only=True)
     assert resumed["epoch"] == 1 and resumed["asr"]["config"]["trainer"]["precision"] == "32-true"
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"]["precision"] == "32-true"
@@ -128,11 +128,11 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 
 def nan_grads_module():
-    from asr.lightning import CTCModule
-    from asr.config import DEFAULTS
+    from asr.config import Config
     from asr.text import CharTokenizer
+    from asr.training.module import CTCModule
 
-    module = CTCModule({**DEFAULTS, "model": {**DEFAULTS["model"], "hidden": 8, "layers": 1}}, CharTokenizer())
+    module = CTCModule(Config.from_dict({"model": {"hidden": 8, "layers": 1}}), CharTokenizer())
     module.log = lambda *a, **k: None  # outside a Trainer
     return module
 
@@ -149,7 +149,7 @@ def test_non_finite_gradients_are_skipped_and_counted():
 
 
 def test_run_that_keeps_producing_nan_stops_with_the_likely_cause():
-    from asr.lightning import MAX_SKIPPED_IN_A_ROW
+    from asr.training.module import MAX_SKIPPED_IN_A_ROW
 
     module = nan_grads_module()
     with pytest.raises(ASRError, match="learning rate") as e:
@@ -200,8 +200,9 @@ def test_best_checkpoint_keeps_the_later_model_on_a_tie(tmp_path):
     (4, 2, 6, None),
 ])
 def test_resume_point_counts_the_short_last_step_of_an_accumulating_epoch(accumulate, epoch, global_step, expected):
+    from asr.config import DataConfig
     from asr.data.loader import SpeechDataModule
 
-    data = SpeechDataModule({}, None, None)
+    data = SpeechDataModule(DataConfig(), None, None)
     data.load_state_dict({"epoch": epoch, "global_step": global_step, "accumulate": accumulate})
     assert data._resume_point(10) == expected

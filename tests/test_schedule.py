@@ -6,11 +6,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from asr.config import DEFAULTS, merge
+from asr.config import Config
 from asr.errors import ASRError
-from asr.lightning import CTCModule, FollowTimeBudget, WarmupDecay
 from asr.text import build_tokenizer
-from asr.train import how_it_ended
+from asr.training.callbacks import FollowTimeBudget
+from asr.training.module import CTCModule, WarmupDecay
+from asr.training.train import how_it_ended
 
 
 def test_warmup_then_cosine_to_final_by_steps():
@@ -83,23 +84,23 @@ def test_the_end_line_says_steps_without_a_clock(tmp_path):
 
 def test_optim_decay_reaches_the_schedule_and_rejects_unknown_shapes():
     def module(decay):
-        config = merge(DEFAULTS, {"optim": {"decay": decay, "warmup_steps": 10}, "model": {"hidden": 8, "layers": 1}})
+        config = Config.from_dict({"optim": {"decay": decay, "warmup_steps": 10}, "model": {"hidden": 8, "layers": 1}})
         return CTCModule(config, build_tokenizer({"kind": "char"}, []))
 
     linear = module("linear")
     linear._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), estimated_stepping_batches=110)
     schedule = linear.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
     assert schedule.shape == "linear" and math.isclose(schedule(60), 0.02 + 0.98 * 0.5)
-    with pytest.raises(ASRError, match="decay must be cosine or linear, got 'step'"):
+    with pytest.raises(ASRError, match="'optim.decay': expected cosine or linear, got 'step'"):
         module("step")
 
 
 def test_a_run_limited_only_by_the_clock_decays_by_the_clock():
     """max_epochs: -1 with max_time: Lightning estimates infinitely many steps (this used to crash)."""
-    module = CTCModule(merge(DEFAULTS, {"model": {"hidden": 8, "layers": 1}}), build_tokenizer({"kind": "char"}, []))
+    module = CTCModule(Config.from_dict({"model": {"hidden": 8, "layers": 1}}), build_tokenizer({"kind": "char"}, []))
     module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), estimated_stepping_batches=float("inf"))
     schedule = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
-    warmup = DEFAULTS["optim"]["warmup_steps"]
+    warmup = Config().optim.warmup_steps
     assert math.isclose(schedule(warmup + 10**6), 1.0)  # no step count to decay by
     schedule.time_progress = 1.0
-    assert math.isclose(schedule(warmup + 10), DEFAULTS["optim"]["final_lr_ratio"])
+    assert math.isclose(schedule(warmup + 10), Config().optim.final_lr_ratio)

@@ -1,7 +1,7 @@
 """WebDataset shards: written from a manifest, streamed back with equal step counts per rank."""
 import pytest
 
-from asr.data.loader import usable_rows
+from asr.data.batching import usable_rows
 from asr.data.manifest import read_manifest
 from asr.data.shards import ShardStream, read_index, write_shards
 from asr.text import CharTokenizer
@@ -12,14 +12,14 @@ def shards(tiny_corpus, tmp_path_factory):
     return write_shards(tiny_corpus[1]["train"], tmp_path_factory.mktemp("shards"), per_shard=3, log=lambda _: None)
 
 
-def stream(index, rank, world, epoch=0):
+def stream(index, rank, world, epoch=0, **kwargs):
     tok = CharTokenizer()
 
     def usable(meta):
         kept, _, _ = usable_rows([{**meta, "audio": "x"}], tok, lambda f: (f + 3) // 4)
         return kept[0] if kept else None
 
-    s = ShardStream(index, tok, usable, max_batch_seconds=6, seed=0, rank=rank, world=world)
+    s = ShardStream(index, tok, usable, max_batch_seconds=6, seed=0, rank=rank, world=world, **kwargs)
     s.set_epoch(epoch)
     return s
 
@@ -90,3 +90,61 @@ def test_shards_without_one_usable_utterance_fail_instead_of_looping_for_ever(tm
                                              "durations": [1.0] * 3}]}))
     with pytest.raises(ASRError, match="shard-000000.tar: no usable utterance in these shards"):
         list(stream(str(index), 0, 1))
+
+
+def lengths_by_id(batches) -> dict[str, list[int]]:
+    """Audio lengths (samples) each utterance had in an epoch; one may come twice where a rank goes round again."""
+    out = {}
+    for b in batches:
+        assert b["audio"].shape[1] == max(b["audio_lens"])
+        for i, n in zip(b["ids"], b["audio_lens"].tolist()):
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def test_streaming_applies_speed_perturbation_as_the_manifest_loader_does(shards, tiny_corpus):
+    from asr.audio import load_audio
+
+    decoded = {r["id"]: len(load_audio(r["audio"])) for r in read_manifest(tiny_corpus[1]["train"])}
+    plain = lengths_by_id(stream(shards, 0, 1))
+    assert set(plain) == set(decoded) and all(set(n) == {decoded[i]} for i, n in plain.items())  # untouched
+
+    fixed = lengths_by_id(stream(shards, 0, 1, speed_perturb=(1.25, 1.25)))  # 1.25x faster: 1/1.25 of the samples
+    assert fixed and all(abs(n - decoded[i] / 1.25) <= 1 for i, ns in fixed.items() for n in ns)
+
+    ranged = [lengths_by_id(stream(shards, 0, 1, epoch=e, speed_perturb=(0.9, 1.1))) for e in (0, 0, 1)]
+    ratios = [decoded[i] / n for i, ns in ranged[0].items() for n in ns]
+    assert all(0.9 - 1e-3 <= r <= 1.1 + 1e-3 for r in ratios)  # factor = original / perturbed length
+    assert len({round(r, 3) for r in ratios}) > 1 and any(abs(r - 1) > 0.01 for r in ratios)  # drawn per utterance
+    assert ranged[0] == ranged[1]  # the stream's own generator: an epoch (and its resumption) hears the same
+    assert ranged[0] != ranged[2]  # and the next epoch draws anew
+
+
+def test_bad_audio_in_a_shard_is_skipped_with_load_audio_messages(tmp_path, caplog):
+    import io
+    import json
+    import logging
+
+    import numpy as np
+    import soundfile as sf
+    import webdataset as wds
+
+    def flac(samples):
+        buf = io.BytesIO()
+        sf.write(buf, samples, 16000, format="WAV", subtype="FLOAT")  # float WAV keeps NaN
+        return buf.getvalue()
+
+    good = np.random.default_rng(0).uniform(-0.3, 0.3, 16000).astype(np.float32)
+    nan = good.copy()
+    nan[10] = np.nan
+    with wds.TarWriter(str(tmp_path / "shard-000000.tar")) as sink:
+        for key, audio in (("ok", good), ("nan", nan), ("short", good[:100])):
+            sink.write({"__key__": key, "wav": flac(audio), "json": {"id": key, "text": "HI", "duration": 1.0}})
+    index = tmp_path / "shards.json"
+    index.write_text(json.dumps({"shards": [{"url": "shard-000000.tar", "utterances": 3, "seconds": 3.0,
+                                             "durations": [1.0] * 3}]}))
+    with caplog.at_level(logging.WARNING, logger="asr"):
+        ids = {i for b in stream(str(index), 0, 1) for i in b["ids"]}
+    assert ids == {"ok"}
+    assert "shard-000000.tar:nan: audio contains NaN or infinite samples" in caplog.text
+    assert "shard-000000.tar:short: audio is too short (100 samples at 16 kHz, need 400)" in caplog.text

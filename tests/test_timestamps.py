@@ -16,12 +16,12 @@ from asr.evaluate import word_time_errors
 def test_word_boundaries_match_synthesizer_times(aligned_run):
     """Median boundary error <= 80 ms and 90th percentile <= 200 ms against espeak's word times, over
     the words the (briefly trained, x4-subsampled: 40 ms frames) model gets right."""
-    from asr.transcribe import Recognizer, transcribe_files
+    from asr.transcribe import load_model
 
     manifests, best = aligned_run
     rows = read_manifest(manifests["train"])
     errors = []
-    for row, result in zip(rows, transcribe_files(Recognizer(best, "cpu"), [r["audio"] for r in rows])):
+    for row, result in zip(rows, load_model(best, "cpu").transcribe_many([r["audio"] for r in rows])):
         errors += word_time_errors(result.words, row["words"])
     assert len(errors) >= 2 * 0.3 * sum(len(r["words"]) for r in rows)  # enough words recognised to judge
     assert np.median(errors) <= 0.080

@@ -1,4 +1,8 @@
-"""Dataset, duration-bucketing batch sampler, collate and the LightningDataModule."""
+"""Dataset, duration-bucketing batch sampler and the LightningDataModule.
+
+The rules they share with the shard stream and transcription (which utterances are usable, how they
+are packed into batches, padding, speed perturbation) live in asr/data/batching.py.
+"""
 import logging
 import math
 import random
@@ -8,49 +12,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from asr.audio import SAMPLE_RATE, load_audio
+from asr.audio import load_audio
+from asr.config import DataConfig
+from asr.data.batching import collate, pack_by_duration, perturb_speed, usable_rows
 from asr.data.manifest import read_manifest
+from asr.data.shards import ShardStream, is_shard_index
 from asr.errors import ASRError
-from asr.features import num_frames
-from asr.text import normalize
 
 log = logging.getLogger("asr")
-
-
-def min_frames_for(ids: list[int]) -> int:
-    """CTC needs one frame per token plus a blank between each pair of equal neighbours."""
-    return len(ids) + sum(a == b for a, b in zip(ids, ids[1:]))
-
-
-def usable_rows(rows, tokenizer, output_lengths, max_duration=None):
-    """Keep utterances the model can learn from; return (rows, {reason: count}, first examples).
-
-    Drops: characters outside the vocabulary, empty text, audio too long for the budget, and labels
-    longer than the subsampled frames (CTC cannot align them; they would only add zero losses).
-    """
-    kept, skipped, examples = [], {}, {}
-
-    def skip(reason, row, detail):
-        skipped[reason] = skipped.get(reason, 0) + 1
-        examples.setdefault(reason, f"{row['audio']}: {detail}")
-
-    for row in rows:
-        text = normalize(row["text"])
-        unknown = tokenizer.unknown_chars(text)
-        if not text:
-            skip("empty transcript", row, "empty transcript")
-        elif unknown:
-            skip("characters outside the vocabulary", row, f"characters {''.join(sorted(unknown))!r} not in vocabulary")
-        elif max_duration and row["duration"] > max_duration:
-            skip(f"longer than {max_duration:g} s", row, f"{row['duration']:.1f} s")
-        else:
-            ids = tokenizer.encode(text)
-            frames = int(output_lengths(num_frames(int(row["duration"] * SAMPLE_RATE))))  # plain ints: no tensor per row
-            if min_frames_for(ids) > frames:
-                skip("label longer than the subsampled frames", row, f"{len(ids)} tokens for {frames} frames")
-            else:
-                kept.append({**row, "text": text, "ids": ids})
-    return kept, skipped, examples
 
 
 class SpeechDataset(Dataset):
@@ -91,27 +60,6 @@ class SpeechDataset(Dataset):
         return {"id": row["id"], "audio": torch.from_numpy(audio), "ids": row["ids"], "text": row["text"]}
 
 
-def perturb_speed(audio: np.ndarray, factor: float) -> np.ndarray:
-    """Play `audio` `factor` times faster: resample from 16 kHz * factor to 16 kHz."""
-    import soxr
-
-    return soxr.resample(audio, SAMPLE_RATE * factor, SAMPLE_RATE).astype(np.float32, copy=False)
-
-
-def collate(items):
-    """List of utterances -> padded batch. Shapes: audio (B, S), audio_lens (B,), targets (B, L)."""
-    items = [it for it in items if it is not None]
-    audio_lens = torch.tensor([len(it["audio"]) for it in items], dtype=torch.long)
-    audio = torch.zeros(len(items), int(audio_lens.max()) if items else 0)
-    target_lens = torch.tensor([len(it["ids"]) for it in items], dtype=torch.long)
-    targets = torch.zeros(len(items), int(target_lens.max()) if items else 0, dtype=torch.long)
-    for i, it in enumerate(items):
-        audio[i, : audio_lens[i]] = it["audio"]
-        targets[i, : target_lens[i]] = torch.tensor(it["ids"])
-    return {"audio": audio, "audio_lens": audio_lens, "targets": targets, "target_lens": target_lens,
-            "ids": [it["id"] for it in items], "texts": [it["text"] for it in items]}
-
-
 class DurationBatchSampler(torch.utils.data.Sampler):
     """Batches of similar duration, each holding at most `max_seconds` of padded audio.
 
@@ -126,17 +74,7 @@ class DurationBatchSampler(torch.utils.data.Sampler):
     def __init__(self, durations, max_seconds, shuffle=True, seed=0, num_replicas=1, rank=0, even=True):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.num_replicas, self.rank = num_replicas, rank
-        order = np.argsort(np.asarray(durations), kind="stable")
-        self.batches, batch, longest = [], [], 0.0
-        for i in order.tolist():
-            longest_if_added = max(longest, durations[i])
-            if batch and longest_if_added * (len(batch) + 1) > max_seconds:
-                self.batches.append(batch)
-                batch, longest_if_added = [], durations[i]
-            batch.append(i)
-            longest = longest_if_added
-        if batch:
-            self.batches.append(batch)
+        self.batches = pack_by_duration(durations, max_seconds)
         if even and len(self.batches) < num_replicas:
             raise ASRError(f"config section 'data': {len(self.batches)} training batches cannot give each of "
                            f"{num_replicas} processes one; lower max_batch_seconds or use fewer devices")
@@ -180,18 +118,19 @@ class ResumableLoader(DataLoader):
 class SpeechDataModule(pl.LightningDataModule):
     """Owns the train/validation data: reads manifests, filters, batches by duration."""
 
-    def __init__(self, data_cfg: dict, tokenizer, output_lengths, seed: int = 0):
+    def __init__(self, data_cfg: DataConfig, tokenizer, output_lengths, seed: int = 0):
         super().__init__()
         self.cfg, self.tokenizer, self.output_lengths, self.seed = data_cfg, tokenizer, output_lengths, seed
-        if data_cfg.get("cache_audio") and data_cfg.get("num_workers", 2):
+        if data_cfg.cache_audio and data_cfg.num_workers:
             # Each loader process would fill a cache of its own: as many copies as workers.
             raise ASRError("config section 'data': cache_audio keeps decoded audio in the training process; "
                            "it needs num_workers: 0")
 
     def _rows(self, key):
-        paths = self.cfg[key] if isinstance(self.cfg[key], list) else [self.cfg[key]]
+        paths = getattr(self.cfg, key)
+        paths = paths if isinstance(paths, list) else [paths]
         rows = [row for p in paths for row in read_manifest(p)]
-        kept, skipped, examples = usable_rows(rows, self.tokenizer, self.output_lengths, self.cfg.get("max_duration"))
+        kept, skipped, examples = usable_rows(rows, self.tokenizer, self.output_lengths, self.cfg.max_duration)
         if skipped:
             detail = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
             first = next(iter(examples.values()))
@@ -203,31 +142,27 @@ class SpeechDataModule(pl.LightningDataModule):
         return kept
 
     def setup(self, stage=None):
-        from asr.data.shards import is_shard_index
-
         if not hasattr(self, "val_rows"):
-            self.streaming = is_shard_index(self.cfg["train"])
+            self.streaming = is_shard_index(self.cfg.train)
             self.train_rows = None if self.streaming else self._rows("train")
             self.val_rows = self._rows("val")
 
     def _stream(self):
         """Training batches streamed from WebDataset shards (data.train: .../shards.json)."""
-        from asr.data.shards import ShardStream
-
         world = self.trainer.world_size if self.trainer else 1
         rank = self.trainer.global_rank if self.trainer else 0
 
         def usable(meta):
-            row = {**meta, "audio": f"{self.cfg['train']}:{meta.get('id')}"}
-            kept, _, _ = usable_rows([row], self.tokenizer, self.output_lengths, self.cfg.get("max_duration"))
+            row = {**meta, "audio": f"{self.cfg.train}:{meta.get('id')}"}
+            kept, _, _ = usable_rows([row], self.tokenizer, self.output_lengths, self.cfg.max_duration)
             return kept[0] if kept else None
 
-        stream = ShardStream(self.cfg["train"], self.tokenizer, usable, self.cfg["max_batch_seconds"], seed=self.seed,
-                             rank=rank, world=world)
+        stream = ShardStream(self.cfg.train, self.tokenizer, usable, self.cfg.max_batch_seconds, seed=self.seed,
+                             rank=rank, world=world, speed_perturb=self.cfg.speed_perturb)
         resume = self._resume_point(len(stream))
         if resume:
             stream.epoch, stream.resume = resume[0], resume
-        workers = self.cfg.get("num_workers", 2)
+        workers = self.cfg.num_workers
         # Not persistent: each epoch's workers get a fresh copy of the stream with the new epoch number.
         return ResumableLoader(stream, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
                                generator=torch.Generator().manual_seed(self.seed + rank))
@@ -235,13 +170,13 @@ class SpeechDataModule(pl.LightningDataModule):
     def _loader(self, rows, shuffle, speed_perturb=None):
         world = self.trainer.world_size if self.trainer else 1
         rank = self.trainer.global_rank if self.trainer else 0
-        sampler = DurationBatchSampler([r["duration"] for r in rows], self.cfg["max_batch_seconds"], shuffle=shuffle,
+        sampler = DurationBatchSampler([r["duration"] for r in rows], self.cfg.max_batch_seconds, shuffle=shuffle,
                                        seed=self.seed, num_replicas=world, rank=rank, even=shuffle)
-        workers = self.cfg.get("num_workers", 2)
+        workers = self.cfg.num_workers
         # Its own generator: every iter() of a DataLoader draws a worker seed, and from the global RNG
         # that draw would shift SpecAugment's and dropout's random streams after a resume.
         generator = torch.Generator().manual_seed(self.seed + rank)
-        dataset = SpeechDataset(rows, speed_perturb, cache=self.cfg.get("cache_audio", False))
+        dataset = SpeechDataset(rows, speed_perturb, cache=self.cfg.cache_audio)
         return ResumableLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                                num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
                                generator=generator)
@@ -273,7 +208,7 @@ class SpeechDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         if self.streaming:
             return self._stream()
-        loader = self._loader(self.train_rows, shuffle=True, speed_perturb=self.cfg.get("speed_perturb"))
+        loader = self._loader(self.train_rows, shuffle=True, speed_perturb=self.cfg.speed_perturb)
         loader.batch_sampler.resume_at = self._resume_point(len(loader.batch_sampler))
         return loader
 

@@ -12,15 +12,19 @@ for the LR schedule. URLs in the index may be local paths or anything webdataset
 """
 import io
 import json
+import logging
 import random
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
+from asr.audio import SAMPLE_RATE, check_samples, to_mono_16k
+from asr.data.batching import collate, pack_by_duration, perturb_speed
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError, file_error
+
+log = logging.getLogger("asr")
 
 INDEX = "shards.json"
 BUFFER = 2000  # utterances gathered, sorted by duration and cut into batches at a time
@@ -79,11 +83,17 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     Shards are shuffled per epoch (seeded) and dealt to ranks round-robin, then to loader workers.
     Every rank yields exactly `len(self)` batches per epoch.
+
+    `speed_perturb=(lo, hi)` resamples each utterance by a factor drawn uniformly from [lo, hi], as
+    SpeechDataset does for manifests; the draws come from the stream's per-epoch, per-worker generator,
+    so an epoch (and a resumed one) hears the same factors. Buckets are packed on the perturbed lengths.
     """
 
-    def __init__(self, index, tokenizer, usable, max_batch_seconds: float, seed=0, rank=0, world=1, shuffle=True):
+    def __init__(self, index, tokenizer, usable, max_batch_seconds: float, seed=0, rank=0, world=1, shuffle=True,
+                 speed_perturb=None):
         self.shards, self.tokenizer, self.usable = read_index(index), tokenizer, usable
         self.max_batch_seconds, self.seed, self.rank, self.world, self.shuffle = max_batch_seconds, seed, rank, world, shuffle
+        self.speed_perturb = speed_perturb
         self.epoch = 0
         # The epoch length every rank uses: the most batches any rank's shards make in epoch 0, by
         # running the bucketing on the durations in the index. A rank with fewer goes round its shards
@@ -96,23 +106,10 @@ class ShardStream(torch.utils.data.IterableDataset):
     def _count_batches(self, rank) -> int:
         by_url = {s["url"]: s for s in self.shards}
         durations = [d for url in self._rank_shards(rank, 0) for d in by_url[url]["durations"]]
-        count = 0
-        for start in range(0, len(durations), BUFFER):
-            count += len(self._pack(sorted(durations[start : start + BUFFER])))
+        # One buffer at a time, as `_batches` fills them: the same rule `_bucket` applies to decoded audio.
+        count = sum(len(pack_by_duration(durations[start : start + BUFFER], self.max_batch_seconds))
+                    for start in range(0, len(durations), BUFFER))
         return max(1, count)
-
-    def _pack(self, sorted_durations) -> list[list[int]]:
-        """Durations in increasing order -> batches (lists of positions), at most max_batch_seconds of
-        padded audio each: the one rule both `_bucket` and the epoch-length count use."""
-        batches, batch = [], []
-        for i, d in enumerate(sorted_durations):
-            if batch and d * (len(batch) + 1) > self.max_batch_seconds:
-                batches.append(batch)
-                batch = []
-            batch.append(i)
-        if batch:
-            batches.append(batch)
-        return batches
 
     def __len__(self):
         return self.batches_per_rank
@@ -134,8 +131,6 @@ class ShardStream(torch.utils.data.IterableDataset):
         return mine
 
     def __iter__(self):
-        from asr.data.loader import collate
-
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
         quota = len(range(worker, self.batches_per_rank, workers))  # this worker's share of the epoch
@@ -157,7 +152,7 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def _batches(self, urls, rng):
         buffer = []
-        for item in self._utterances(urls):
+        for item in self._utterances(urls, rng):
             buffer.append(item)
             if len(buffer) >= BUFFER:
                 yield from self._bucket(buffer, rng)
@@ -166,34 +161,35 @@ class ShardStream(torch.utils.data.IterableDataset):
             yield from self._bucket(buffer, rng)
 
     def _bucket(self, items, rng):
-        items.sort(key=lambda it: len(it["audio"]))
-        batches = [[items[i] for i in b] for b in self._pack([len(it["audio"]) / 16000 for it in items])]
+        packed = pack_by_duration([len(it["audio"]) / SAMPLE_RATE for it in items], self.max_batch_seconds)
+        batches = [[items[i] for i in b] for b in packed]
         if self.shuffle:
             rng.shuffle(batches)
         yield from batches
 
-    def _utterances(self, urls):
-        """Decoded, usable utterances from `urls`; a bad one is logged and skipped."""
-        import logging
-
+    def _utterances(self, urls, rng):
+        """Decoded, usable (and speed-perturbed) utterances from `urls`, audio (S,) float32 at 16 kHz;
+        a bad one is logged and skipped."""
         import webdataset as wds
 
-        from asr.audio import to_mono_16k
-
-        log = logging.getLogger("asr")
         for sample in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=None,
                                      empty_check=False):
             meta = json.loads(sample["json"])
             audio_key = next((k for k in sample if k not in ("json", "__key__", "__url__", "__local_path__")), None)
+            source = f"{sample.get('__url__')}:{sample.get('__key__')}"
             try:
                 audio, sr = sf.read(io.BytesIO(sample[audio_key]), dtype="float32")
-                audio = to_mono_16k(audio, sr)
-                if not np.isfinite(audio).all() or len(audio) < 400:
-                    raise ValueError("no usable samples")
-            except Exception as e:
-                log.warning("skipping %s in %s: %s", sample.get("__key__"), sample.get("__url__"), e)
+                audio = check_samples(to_mono_16k(audio, sr), source)  # the checks load_audio makes
+            except ASRError as e:  # names the source itself
+                log.warning("skipping utterance: %s", e)
+                continue
+            except Exception as e:  # a decoder's own error: undecodable bytes, an unknown format
+                log.warning("skipping utterance: %s: %s", source, e)
                 continue
             row = self.usable(meta)
-            if row is not None:
-                yield {"id": meta.get("id", sample["__key__"]), "audio": torch.from_numpy(audio), "ids": row["ids"],
-                       "text": row["text"]}
+            if row is None:
+                continue
+            if self.speed_perturb:  # drawn only for kept utterances, after decoding: as SpeechDataset
+                audio = perturb_speed(audio, rng.uniform(*self.speed_perturb))
+            yield {"id": meta.get("id", sample["__key__"]), "audio": torch.from_numpy(audio), "ids": row["ids"],
+                   "text": row["text"]}

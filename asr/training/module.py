@@ -1,87 +1,64 @@
-"""The LightningModule: features + model + CTC loss, the optimiser and its schedule, validation WER."""
+"""The LightningModule: wraps the inference model (asr.model.ASRModel) and adds what only training needs:
+augmentation, the CTC losses (with the character head of hierarchical CTC), the optimiser and its
+schedule, the NaN guard, and validation WER."""
 import math
 import random
 
-import jiwer
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from asr.audio import SAMPLE_RATE
+from asr.checkpoint import FORMAT_VERSION
+from asr.config import Config
 from asr.decoding import greedy_decode
 from asr.errors import ASRError
-from asr.features import (HOP_LENGTH, AddNoise, FrequencyWarp, LogMel, SpecAugment, normalize_features, num_frames,
-                          taper_edges)
-from asr.model import BiLSTMCTC
-from asr.text import BLANK, CharTokenizer, normalize, tokenizer_from_dict
+from asr.metrics import error_counts
+from asr.model import ASRModel
+from asr.text import BLANK, CharTokenizer, normalize
+from asr.training.augment import Augmentation
 
 # The character head of hierarchical CTC (model.char_ctc_layer): letters, space, apostrophe and digits,
 # whatever the main tokenizer is. Fixed, because its size is part of the weights.
 CHAR_CTC_CHARS = CharTokenizer.DEFAULT_CHARS + "0123456789"
+MAX_SKIPPED_IN_A_ROW = 50  # fp16 loss scaling alone can skip a handful in a row while it settles
+
+
+def model_args(config: Config, vocab_size: int) -> dict:
+    """The run config -> ASRModel's arguments (what a checkpoint carries to rebuild it)."""
+    f, m = config.features, config.model
+    frontend = {"n_mels": f.n_mels, "dynamic_range_db": f.dynamic_range_db, "taper_ms": f.taper_ms,
+                "edge_pad_ms": f.edge_pad_ms, "normalize": f.normalize}
+    network = {"vocab_size": vocab_size, "subsample": m.subsample, "subsample_factor": m.subsample_factor,
+               "hidden": m.hidden, "layers": m.layers, "dropout": m.dropout, "merge": m.merge,
+               "char_ctc_layer": m.char_ctc_layer,
+               "char_vocab_size": len(CHAR_CTC_CHARS) + 1 if m.char_ctc_layer else 0}
+    return {"frontend": frontend, "network": network}
 
 
 class CTCModule(pl.LightningModule):
-    """Holds everything a checkpoint needs to transcribe: feature extractor, model, tokenizer, config.
+    """`config` is the whole run config; it is saved into every checkpoint beside the model's arguments
+    and the tokenizer, so a checkpoint alone rebuilds the model (asr.checkpoint) or resumes the run."""
 
-    `config` is the plain-data run config (features/model/optim sections are used here); it is
-    saved into every checkpoint under "asr" together with the tokenizer, so a checkpoint alone
-    rebuilds the model.
-    """
-
-    def __init__(self, config: dict, tokenizer):
+    def __init__(self, config: Config, tokenizer):
         super().__init__()
         self.config, self.tokenizer = config, tokenizer
-        feat = config["features"]
-        self.noise = AddNoise(**feat.get("noise", {}))  # identity unless training
-        # A checkpoint config without the key predates the relative floor: keep its fixed one.
-        self.features = LogMel(feat["n_mels"], feat.get("dynamic_range_db"))
-        self.warp = FrequencyWarp(feat["n_mels"], max_warp=feat.get("vtlp", 0.0))  # identity unless training
-        self.specaugment = SpecAugment(**feat.get("specaugment", {}))
-        self.taper = int(feat.get("taper_ms", 0.0) * SAMPLE_RATE / 1000)  # 0 in checkpoints from before the taper
-        normalize = feat.get("normalize", "per_bin")  # checkpoints from before the key normalised per bin
-        if normalize not in ("per_bin", "per_utterance"):
-            raise ASRError(f"config section 'features': normalize must be per_bin or per_utterance, "
-                           f"got {normalize!r}")
-        self.per_bin = normalize == "per_bin"
-        self.decay = config.get("optim", {}).get("decay", "cosine")  # checkpoints from before the key: cosine
-        if self.decay not in WarmupDecay.SHAPES:
-            raise ASRError(f"config section 'optim': decay must be cosine or linear, got {self.decay!r}")
-        model = dict(config["model"])
-        self.char_ctc_weight = float(model.pop("char_ctc_weight", 0.0))  # a loss weight, not a shape
-        self.char_tokenizer = CharTokenizer(CHAR_CTC_CHARS)
+        if config.optim.decay not in WarmupDecay.SHAPES:
+            raise ASRError(f"config key 'optim.decay': expected cosine or linear, got {config.optim.decay!r}")
         try:
-            self.model = BiLSTMCTC(tokenizer.vocab_size, n_mels=feat["n_mels"],
-                                   char_vocab_size=self.char_tokenizer.vocab_size, **model)
+            self.model = ASRModel(**model_args(config, tokenizer.vocab_size))
         except (TypeError, ValueError, KeyError) as e:
-            raise ASRError(f"config section 'model': {e}") from None
-        frame = HOP_LENGTH * self.model.subsample.factor  # samples per output frame
-        self.pad_frames = math.ceil(feat.get("edge_pad_ms", 0.0) * SAMPLE_RATE / 1000 / frame)
-        self.pad_samples = self.pad_frames * frame
+            raise ASRError(f"config section 'model'/'features': {e}") from None
+        self.augment = Augmentation(config.features)  # identity in eval mode
+        self.char_tokenizer = CharTokenizer(CHAR_CTC_CHARS)
         self._val_sums = torch.zeros(4)  # word errors, words, char errors, chars
         self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
         self._skipped_in_a_row = 0
         self._epoch_batches = torch.zeros(2)  # training batches this epoch: run, and with readable audio
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, with_char_logits: bool = False):
-        """(B, S) waveforms, (B,) sample counts -> (B, T', V) logits, (B,) frame counts; and the
-        character head's (B, T', C) logits if asked for (training with model.char_ctc_layer)."""
-        audio = self.noise(audio, audio_lens)  # training augmentations: identity in eval mode
-        audio = taper_edges(audio, audio_lens, self.taper)  # after the noise, which also starts abruptly
-        if self.pad_samples:  # silence around every utterance, then its frames are cut off again below
-            audio = F.pad(audio, (self.pad_samples, self.pad_samples))
-            audio_lens = audio_lens + 2 * self.pad_samples
-        lengths = num_frames(audio_lens)
-        feats = normalize_features(self.warp(self.features(audio)), lengths, self.per_bin)  # (B, T, n_mels)
-        feats = self.specaugment(feats, lengths)  # identity in eval mode
-        if with_char_logits:
-            logits, out_lens, char_logits = self.model(feats, lengths, with_char_logits=True)
-        else:  # inference: the character head is never decoded, so it is not run
-            (logits, out_lens), char_logits = self.model(feats, lengths), None
-        if self.pad_frames:  # the network heard the silence; CTC, decoding and word times see real frames only
-            cut = slice(self.pad_frames, -self.pad_frames)
-            logits, out_lens = logits[:, cut], out_lens - 2 * self.pad_frames
-            char_logits = char_logits[:, cut] if char_logits is not None else None
-        return (logits, out_lens, char_logits) if with_char_logits else (logits, out_lens)
+        """(B, S) waveforms, (B,) sample counts -> the model's logits (augmented while training)."""
+        return self.model(audio, audio_lens, augment=self.augment if self.training else None,
+                          with_char_logits=with_char_logits)
 
     def ctc_loss(self, logits, out_lens, targets, target_lens):
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T', B, V), fp32 for CTC
@@ -101,10 +78,11 @@ class CTCModule(pl.LightningModule):
         self._epoch_batches[1] += 1
         logits, out_lens, char_logits = self(batch["audio"], batch["audio_lens"], with_char_logits=True)
         loss = self.ctc_loss(logits, out_lens, batch["targets"], batch["target_lens"])
-        if self.char_ctc_weight and char_logits is not None:
+        weight = self.config.model.char_ctc_weight
+        if weight and char_logits is not None:
             char_loss = self.ctc_loss(char_logits, out_lens, *self.char_targets(batch["texts"]))
             self.log("train_char_loss", char_loss, batch_size=len(batch["ids"]))
-            loss = (1 - self.char_ctc_weight) * loss + self.char_ctc_weight * char_loss
+            loss = (1 - weight) * loss + weight * char_loss
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["ids"]))
         return loss
 
@@ -130,7 +108,7 @@ class CTCModule(pl.LightningModule):
         norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         if math.isfinite(total := norm.item()):  # the step's one host sync, for both decisions
             self._skipped_in_a_row = 0
-            clip = self.config["trainer"].get("gradient_clip_val")
+            clip = self.config.trainer.get("gradient_clip_val")
             if clip and total > clip:
                 torch.nn.utils.clip_grads_with_norm_(params, clip, norm, foreach=True)
             return
@@ -143,12 +121,13 @@ class CTCModule(pl.LightningModule):
             raise ASRError(
                 f"training stopped at step {self.global_step}: {self._skipped_in_a_row} steps in a row had a non-finite "
                 f"loss or gradient ({self.skipped_steps} in all). Likely causes: a learning rate too high "
-                f"(optim.lr={self.config['optim']['lr']}), labels longer than the subsampled frames, or audio with "
+                f"(optim.lr={self.config.optim.lr}), labels longer than the subsampled frames, or audio with "
                 f"NaN/inf samples. The last good weights are in checkpoints/last.ckpt")
 
     def on_save_checkpoint(self, checkpoint):
         # Plain data only, so checkpoints load with torch.load(weights_only=True).
-        checkpoint["asr"] = {"format": 1, "config": self.config, "tokenizer": self.tokenizer.to_dict()}
+        checkpoint["asr"] = {"format": FORMAT_VERSION, "model_args": self.model.args,
+                             "tokenizer": self.tokenizer.to_dict(), "config": self.config.to_dict()}
         # Random generators (SpecAugment masks, dropout, speed perturbation), so a resumed run draws
         # what the uninterrupted one would have drawn.
         checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": _plain(random.getstate())}
@@ -181,25 +160,25 @@ class CTCModule(pl.LightningModule):
         """A whole epoch without one readable file is a failed run, not a model: stop and say so."""
         run, readable = self.trainer.strategy.reduce(self._epoch_batches, reduce_op="sum").tolist()  # all ranks
         if run and not readable:
-            raise ASRError(f"{self.config['data']['train']}: no training audio could be read in epoch "
+            raise ASRError(f"{self.config.data.train}: no training audio could be read in epoch "
                            f"{self.current_epoch} ({int(run)} batches, every file failed; see the messages above)")
 
     def on_validation_epoch_end(self):
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")  # all ranks' counts
         if sums[1] == 0 and not self.trainer.sanity_checking:  # a WER of 0/0 would pass for a perfect score
-            raise ASRError(f"{self.config['data']['val']}: no validation utterance could be scored (every file "
+            raise ASRError(f"{self.config.data.val}: no validation utterance could be scored (every file "
                            f"failed to load or had an empty transcript; see the messages above)")
         self.log("val_wer", (sums[0] / sums[1].clamp(min=1)).float(), prog_bar=True)
         self.log("val_cer", (sums[2] / sums[3].clamp(min=1)).float())
 
     def configure_optimizers(self):
-        opt_cfg = self.config["optim"]
+        opt_cfg = self.config.optim
         # Fused AdamW is one kernel for all weights (AdamW.step 6.8 -> 3.0 ms a step for the demo model on
         # 2 CPU threads). A fused optimizer unscales fp16 gradients inside its own step, after our clipping
         # would have read them still scaled, so with a loss scaler (16-mixed) the foreach one is used.
         fused = getattr(self.trainer.precision_plugin, "scaler", None) is None
-        optimizer = torch.optim.AdamW(self.parameters(), lr=opt_cfg["lr"], betas=(0.9, 0.98),
-                                      weight_decay=opt_cfg["weight_decay"], fused=fused)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.98),
+                                      weight_decay=opt_cfg.weight_decay, fused=fused)
 
         def keep_fused(opt):  # a resumed checkpoint's param groups carry the flag they were saved with
             for group in opt.param_groups:
@@ -208,16 +187,9 @@ class CTCModule(pl.LightningModule):
         optimizer.register_load_state_dict_post_hook(keep_fused)
         total = self.trainer.estimated_stepping_batches  # inf when only trainer.max_time limits the run:
         total = max(1, int(total)) if math.isfinite(total) else math.inf  # the decay then follows the clock alone
-        schedule = WarmupDecay(opt_cfg["warmup_steps"], total, opt_cfg["final_lr_ratio"], self.decay)
+        schedule = WarmupDecay(opt_cfg.warmup_steps, total, opt_cfg.final_lr_ratio, opt_cfg.decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    @classmethod
-    def from_asr_dict(cls, asr: dict) -> "CTCModule":
-        return cls(asr["config"], tokenizer_from_dict(asr["tokenizer"]))
-
-
-MAX_SKIPPED_IN_A_ROW = 50  # fp16 loss scaling alone can skip a handful in a row while it settles
 
 
 def _plain(state):
@@ -255,30 +227,3 @@ class WarmupDecay:
         return self.final + (1 - self.final) * left
 
 
-class FollowTimeBudget(pl.Callback):
-    """Tells each WarmupDecay schedule what fraction of trainer.max_time has been used (Lightning's
-    Timer counts validation and carries over a resume). Does nothing without max_time."""
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        timer = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.Timer)), None)
-        remaining = timer.time_remaining() if timer is not None else None
-        if remaining is None:
-            return
-        elapsed = timer.time_elapsed()
-        for config in trainer.lr_scheduler_configs:
-            for schedule in getattr(config.scheduler, "lr_lambdas", []):
-                if isinstance(schedule, WarmupDecay):
-                    schedule.time_progress = min(1.0, elapsed / max(elapsed + remaining, 1e-9))
-
-
-def error_counts(refs: list[str], hyps: list[str]) -> tuple[int, int, int, int]:
-    """(word errors, reference words, char errors, reference chars) for normalised texts."""
-    pairs = [(r, h) for r, h in zip(refs, hyps) if r.strip()]
-    if not pairs:
-        return 0, 0, 0, 0
-    refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
-    words = jiwer.process_words(refs, hyps)
-    chars = jiwer.process_characters(refs, hyps)
-    word_err = words.substitutions + words.deletions + words.insertions
-    char_err = chars.substitutions + chars.deletions + chars.insertions
-    return word_err, sum(len(r.split()) for r in refs), char_err, sum(len(r) for r in refs)
