@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from asr.errors import file_error
+from asr.errors import ASRError, file_error
 
 FORMAT_VERSION = 2  # raised whenever a checkpoint of the old layout would load wrongly
 
@@ -108,3 +108,26 @@ def save_atomically(checkpoint: dict, path) -> Path:
     except OSError:
         pass
     return path
+
+
+def average_checkpoints(paths, out) -> Path:
+    """The element-wise mean of the weights of `paths` -> an inference checkpoint at `out`: checkpoint
+    averaging (as ESPnet and icefall do), which evens out the last steps' noise. The checkpoints must hold
+    one model and tokenizer (snapshots of one run); the model has no batch norm, so nothing needs re-estimating."""
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise ASRError(f"averaging needs at least 2 checkpoints, got {len(paths)}")
+    first = read_checkpoint(paths[0])
+    info, sums = first["asr"], {k: v.double() for k, v in model_weights(first["state_dict"]).items()}
+    for path in paths[1:]:
+        ckpt = read_checkpoint(path)
+        weights = model_weights(ckpt["state_dict"])
+        same = all(ckpt["asr"].get(key) == info.get(key) for key in ("model_args", "tokenizer"))
+        if not same or weights.keys() != sums.keys() or any(weights[k].shape != sums[k].shape for k in sums):
+            raise file_error(path, f"not the same model and tokenizer as {paths[0]}: only snapshots of one "
+                                   f"run can be averaged")
+        for k in sums:
+            sums[k] += weights[k].double()
+    like = model_weights(first["state_dict"])
+    state = {f"model.{k}": (s / len(paths)).to(like[k].dtype) for k, s in sums.items()}
+    return save_atomically({"state_dict": state, "asr": {**info, "averaged": [str(p) for p in paths]}}, out)

@@ -126,17 +126,14 @@ def cmd_tune_lm(args):
 def cmd_transcribe(args):
     from asr.audio import expand_inputs
     from asr.transcribe import load_model
-    from asr.writers import render
+    from asr.writers import check_output_names, render, write_output
 
     args.files = expand_inputs(args.files)
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and args.format in ("srt", "vtt", "tsv") and len(args.files) > 1:
         raise ASRError(f"--format {args.format} with several files needs --output-dir (one file each)")
-    if out_dir is not None:  # one output per input, named by its stem: two inputs must not share one
-        stems = {}
-        for path in args.files:
-            if (other := stems.setdefault(Path(path).stem, path)) != path:
-                raise ASRError(f"{path}: same name as {other}: both would write {Path(path).stem}.* in {out_dir}")
+    if out_dir is not None:
+        check_output_names(args.files, out_dir)
     options = decoding_options(args)
     model = load_model(args.checkpoint, args.device)
 
@@ -146,9 +143,7 @@ def cmd_transcribe(args):
             if args.format == "json" and out_dir is None:
                 print(json.dumps(result.as_dict()), flush=True)
         elif out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            ext = {"text": "txt"}.get(args.format, args.format)
-            (out_dir / f"{Path(result.path).stem}.{ext}").write_text(render(result, args.format))
+            write_output(result, args.format, out_dir)
         elif args.format == "text" and len(args.files) > 1:
             print(f"{result.path}\t{result.text}", flush=True)
         else:
@@ -164,6 +159,18 @@ def cmd_transcribe(args):
             print(f"  {r.error}", file=sys.stderr)
     if failed and (args.strict or len(failed) == len(results)):
         sys.exit(1)
+
+
+def cmd_average(args):
+    from asr.checkpoint import average_checkpoints
+
+    paths = args.checkpoints
+    if args.run:
+        paths = sorted((Path(args.run) / "checkpoints" / "snapshots").glob("step-*.ckpt"))[-args.last:]
+        if len(paths) < 2:
+            raise ASRError(f"{args.run}: {len(paths)} snapshot(s) in checkpoints/snapshots/; train with "
+                           f"checkpoint.keep_last={args.last} to keep them")
+    print(f"{average_checkpoints(paths or [], args.out)}: the mean of {len(paths or [])} checkpoints")
 
 
 def add_decoder_flags(p):
@@ -268,6 +275,13 @@ def parser() -> argparse.ArgumentParser:
     tc.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
     add_decoder_flags(tc)
     tc.set_defaults(func=cmd_transcribe)
+
+    av = sub.add_parser("average", help="average the weights of checkpoints of one run (a cheap WER gain)")
+    av.add_argument("--checkpoints", nargs="+", metavar="CKPT")
+    av.add_argument("--run", help="or a run folder: its last --last snapshots (checkpoint.keep_last: N)")
+    av.add_argument("--last", type=int, default=5)
+    av.add_argument("--out", required=True)
+    av.set_defaults(func=cmd_average)
 
     doc = sub.add_parser("doctor", help="check that every native library asr uses loads and works here")
     doc.set_defaults(func=cmd_doctor)

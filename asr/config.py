@@ -84,6 +84,9 @@ class CheckpointConfig:
     # last.ckpt is rewritten (atomically) every this many optimizer steps and at every epoch end, so a
     # killed run loses at most that many steps; best.ckpt follows validation WER.
     last_every_n_steps: int = 200
+    # Also keep the weights alone of the last N such saves (checkpoints/snapshots/), for
+    # `asr average --run DIR --last N`: the mean of a run's last weights usually beats any one of them.
+    keep_last: int = 0
 
 
 @dataclass

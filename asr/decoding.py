@@ -139,7 +139,11 @@ class BeamSearch:
             if lm_path:  # read once here, shared by every with_weights() copy: a big LM takes minutes
                 from flashlight.lib.text.decoder.kenlm import KenLM
 
-                self.lm = KenLM(str(lm_path), self.word_dict)
+                try:
+                    self.lm = KenLM(str(lm_path), self.word_dict)
+                except RuntimeError as e:  # a valid header over damaged contents: KenLM's words, in one line
+                    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                    raise file_error(lm, f"not a readable language model ({first})") from None
             self.trie = self._make_trie()
         self.decoder = self._build(lm_weight, word_score)
 

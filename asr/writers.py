@@ -4,8 +4,10 @@ Subtitles need segments, not words: words are grouped into lines that break at p
 capped in length and duration, the way subtitle guidelines ask (about 42 characters, 7 seconds).
 """
 import json
+from pathlib import Path
 
 from asr.decoding import Word
+from asr.errors import ASRError
 
 FORMATS = ("text", "json", "tsv", "srt", "vtt")
 PAUSE_S = 0.6  # a silence this long between words starts a new segment
@@ -59,3 +61,19 @@ def render(result, fmt: str) -> str:
     if fmt == "text":
         return result.text + "\n"
     return {"tsv": to_tsv, "srt": to_srt, "vtt": to_vtt}[fmt](result.words)
+
+
+def check_output_names(paths, out_dir: Path) -> None:
+    """One output per input, named by its stem: two inputs must not share one."""
+    stems = {}
+    for path in paths:
+        if (other := stems.setdefault(Path(path).stem, path)) != path:
+            raise ASRError(f"{path}: same name as {other}: both would write {Path(path).stem}.* in {out_dir}")
+
+
+def write_output(result, fmt: str, out_dir: Path) -> Path:
+    """OUT_DIR/STEM.{txt,json,tsv,srt,vtt} for one transcribe Result."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{Path(result.path).stem}.{ {'text': 'txt'}.get(fmt, fmt)}"
+    path.write_text(render(result, fmt))
+    return path

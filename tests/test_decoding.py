@@ -157,6 +157,7 @@ def test_beam_search_with_subword_tokens(arpa):
     (None, "language model not found"),
     (b"just some text\n", "not a language model"),
     (b"\x00\x01binary junk" * 10, "not a language model"),
+    (b"\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\tHELLO\n", "not a readable language model"),  # cut short
 ])
 def test_bad_lm_is_refused_before_decoding(tmp_path, content, problem):
     path = tmp_path / "lm.arpa"

@@ -75,6 +75,7 @@ def test_decoding_yaml_is_used_only_when_given_with_decoding(overfit_run, tiny_c
     """A decoding.yaml beside the checkpoint is not picked up by itself (greedy, the default, is used): only
     `--decoding FILE` applies it, and decoder flags given with it override its values."""
     import asr.transcribe
+    from asr.transcribe import DecodingOptions
 
     _, best = overfit_run
     train = tiny_corpus[1]["train"]

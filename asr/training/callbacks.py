@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from asr.checkpoint import save_atomically
+from asr.checkpoint import save_atomically, write_checkpoint
 from asr.training.module import WarmupDecay
 
 
@@ -25,24 +25,33 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 class LastCheckpoint(pl.Callback):
-    """Keeps `last.ckpt` current: every `every_n_steps` optimizer steps and at every epoch end.
+    """Keeps `last.ckpt` current: every `every_n_steps` optimizer steps and at every epoch end; with
+    `keep_last`, also the weights alone of the last `keep_last` of those saves, in snapshots/ beside it.
 
     One callback owns the file. (Two ModelCheckpoints with save_last would each version it:
     last.ckpt and last-v1.ckpt.) Writes go through the trainer, so they are rank-0 only and atomic."""
 
-    def __init__(self, path: Path, every_n_steps: int | None):
-        self.path, self.every = path, int(every_n_steps or 0)
+    def __init__(self, path: Path, every_n_steps: int | None, keep_last: int = 0):
+        self.path, self.every, self.keep_last = path, int(every_n_steps or 0), keep_last
+        self.snapshots = path.parent / "snapshots"
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0 and trainer.global_step != getattr(self, "_saved", -1):
-            self._save(trainer)
+        if self.every and trainer.global_step % self.every == 0:
+            self._save(trainer, module)
 
     def on_train_epoch_end(self, trainer, module):  # after the epoch's validation in Lightning 2.x
-        self._save(trainer)
+        self._save(trainer, module)
 
-    def _save(self, trainer):
+    def _save(self, trainer, module):
+        if trainer.global_step == getattr(self, "_saved", -1):
+            return
         trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, schedule, loops
         self._saved = trainer.global_step
+        if self.keep_last and trainer.is_global_zero:
+            write_checkpoint(self.snapshots / f"step-{trainer.global_step:08d}.ckpt", module.model, module.tokenizer,
+                             module.config.to_dict())
+            for old in sorted(self.snapshots.glob("step-*.ckpt"))[: -self.keep_last]:
+                old.unlink()
 
 
 class StreamEpoch(pl.Callback):

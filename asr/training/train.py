@@ -33,7 +33,7 @@ def build_trainer(config: Config, out_dir: Path) -> pl.Trainer:
     ckpt_dir = out_dir / "checkpoints"
     best = BestCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_wer", mode="min", save_top_k=1,
                           auto_insert_metric_name=False)
-    last = LastCheckpoint(ckpt_dir / "last.ckpt", config.checkpoint.last_every_n_steps)
+    last = LastCheckpoint(ckpt_dir / "last.ckpt", config.checkpoint.last_every_n_steps, config.checkpoint.keep_last)
     callbacks = [best, last, StreamEpoch(), FollowTimeBudget(), LearningRateMonitor("step")]
     try:
         return pl.Trainer(

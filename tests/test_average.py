@@ -1,0 +1,49 @@
+"""Checkpoint averaging: a run keeps its last snapshots, `asr average` makes their mean a checkpoint."""
+import pytest
+import torch
+
+import asr
+from asr.checkpoint import average_checkpoints, model_weights, read_checkpoint
+
+
+@pytest.fixture(scope="module")
+def snapshot_run(tiny_corpus, tmp_path_factory):
+    from asr.config import Config
+    from asr.training.train import train
+
+    _, manifests = tiny_corpus
+    out = tmp_path_factory.mktemp("snapshots")
+    config = Config.from_dict({
+        "out_dir": str(out), "data": {"train": str(manifests["train"]), "val": str(manifests["dev"]), "num_workers": 0,
+                                      "max_batch_seconds": 20},
+        "model": {"hidden": 32, "layers": 2, "subsample_factor": 2}, "checkpoint": {"keep_last": 3, "last_every_n_steps": 1},
+        "trainer": {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False}})
+    train(config)
+    return out
+
+
+def test_a_run_keeps_its_last_snapshots_and_their_mean_loads(snapshot_run, tiny_corpus, tmp_path, run_cli):
+    snapshots = sorted((snapshot_run / "checkpoints" / "snapshots").glob("step-*.ckpt"))
+    assert len(snapshots) == 3  # older ones were removed as new ones came
+    steps = [int(p.stem.split("-")[1]) for p in snapshots]
+    assert steps == sorted(steps) and len(set(steps)) == 3
+    code, out, err = run_cli("average", "--run", snapshot_run, "--last", 3, "--out", tmp_path / "avg.ckpt")
+    assert code == 0, err
+    weights = [model_weights(read_checkpoint(p)["state_dict"]) for p in snapshots]
+    averaged = model_weights(read_checkpoint(tmp_path / "avg.ckpt")["state_dict"])
+    for key, value in averaged.items():
+        torch.testing.assert_close(value, sum(w[key] for w in weights) / 3)
+    assert not torch.equal(weights[0]["network.proj.weight"], weights[-1]["network.proj.weight"])  # they did differ
+    row_audio = next(iter(sorted((tiny_corpus[0]).rglob("*.flac"))))
+    assert isinstance(asr.load_model(tmp_path / "avg.ckpt", "cpu").transcribe(row_audio).text, str)
+
+
+def test_checkpoints_of_different_models_are_not_averaged(snapshot_run, overfit_run, tmp_path, run_cli):
+    one = sorted((snapshot_run / "checkpoints" / "snapshots").glob("step-*.ckpt"))[-1]
+    with pytest.raises(asr.ASRError, match="not the same model and tokenizer"):
+        average_checkpoints([one, overfit_run[1]], tmp_path / "x.ckpt")
+    with pytest.raises(asr.ASRError, match="at least 2 checkpoints"):
+        average_checkpoints([one], tmp_path / "x.ckpt")
+    code, _, err = run_cli("average", "--run", tmp_path, "--out", tmp_path / "y.ckpt")
+    assert code == 1 and "train with checkpoint.keep_last" in err
+    assert not (tmp_path / "x.ckpt").exists() and not (tmp_path / "y.ckpt").exists()
