@@ -77,8 +77,10 @@ def decoding_options(args):
     from asr.transcribe import DecodingOptions, decoding_options
 
     given = {k: getattr(args, k) for k in ("decoder", "beam_size", "lm", "lexicon", "lm_weight", "word_score")}
-    return decoding_options(DecodingOptions.load(args.decoding) if args.decoding else None,
-                            **{k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in given.items() if v is not None}
+    if given.get("decoder") == "greedy":  # --decoder greedy over a saved beam setting: its LM goes too
+        given = {"lm": None, "lexicon": None, **given}
+    return decoding_options(DecodingOptions.load(args.decoding) if args.decoding else None, **given)
 
 
 def cmd_evaluate(args):

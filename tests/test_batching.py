@@ -39,7 +39,7 @@ def stream_rule_before_batching_py(sorted_durations, max_seconds):
 
 
 def transcribe_rule(lengths, max_samples):
-    """Recognizer.batched_logits's grouping (in samples), as asr/transcribe.py has it."""
+    """The grouping transcription used before asr.data.batching (Recognizer.batched_logits, in samples)."""
     out, batch = [], []
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i]) + [None]:
         full = i is None or (batch and lengths[i] * (len(batch) + 1) > max_samples)

@@ -112,6 +112,10 @@ def test_decoding_yaml_is_used_only_when_given_with_decoding(overfit_run, tiny_c
     assert code == 0, err
     assert used[-1].beam and used[-1].lm_weight == 0.25 and used[-1].beam_size == 4  # flags beat the file
     assert used[-1].word_score == DecodingOptions.load(settings).word_score  # the rest is the file's
+    used.clear()
+    code, _, err = run_cli("transcribe", "--checkpoint", ckpt, "--decoding", settings, "--decoder", "greedy", clip)
+    assert code == 0, err
+    assert not used[-1].beam and used[-1].lm is None  # --decoder greedy drops the file's LM with its beam
     code, _, err = run_cli("transcribe", "--checkpoint", ckpt, "--decoding", tmp_path / "missing.yaml", clip)
     assert code == 1 and "decoding settings not found" in err
 
