@@ -108,9 +108,9 @@ def _librosa() -> str:
 
 
 def _espeak() -> str:
-    from asr.data.synth import _espeak_lib, phonemes
+    from asr.data.espeak import espeak_lib, phonemes
 
-    _espeak_lib()[0].espeak_SetVoiceByName(b"en-us")
+    espeak_lib()[0].espeak_SetVoiceByName(b"en-us")
     if not phonemes("hello"):
         raise RuntimeError("espeak-ng gave no phonemes for 'hello'")
     return f"espeak-ng (espeakng-loader {version('espeakng-loader')}): the synthetic corpus"
