@@ -26,7 +26,7 @@ def read_checkpoint(path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refuses anything but tensors and plain data
         raise file_error(path, _load_problem(path, e)) from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("asr"), dict) or "state_dict" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("asr"), dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise file_error(path, "not an asr checkpoint (no model description inside)")
     version = ckpt["asr"].get("format")
     if version != FORMAT_VERSION:

@@ -168,11 +168,13 @@ def cmd_average(args):
 
     paths = args.checkpoints
     if args.run:
+        if args.last < 2:
+            raise ASRError(f"--last {args.last}: averaging needs at least 2 checkpoints")
         paths = sorted((Path(args.run) / "checkpoints" / "snapshots").glob("step-*.ckpt"))[-args.last:]
-        if len(paths) < 2:
-            raise ASRError(f"{args.run}: {len(paths)} snapshot(s) in checkpoints/snapshots/; train with "
-                           f"checkpoint.keep_last={args.last} to keep them")
-    print(f"{average_checkpoints(paths or [], args.out)}: the mean of {len(paths or [])} checkpoints")
+        if len(paths) < args.last:
+            raise ASRError(f"{args.run}: {len(paths)} snapshot(s) in checkpoints/snapshots/, {args.last} asked for; "
+                           f"train with checkpoint.keep_last={args.last} (or more) to keep them")
+    print(f"{average_checkpoints(paths, args.out)}: the mean of {len(paths)} checkpoints")
 
 
 def add_decoder_flags(p):
@@ -279,8 +281,9 @@ def parser() -> argparse.ArgumentParser:
     tc.set_defaults(func=cmd_transcribe)
 
     av = sub.add_parser("average", help="average the weights of checkpoints of one run (a cheap WER gain)")
-    av.add_argument("--checkpoints", nargs="+", metavar="CKPT")
-    av.add_argument("--run", help="or a run folder: its last --last snapshots (checkpoint.keep_last: N)")
+    which = av.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoints", nargs="+", metavar="CKPT")
+    which.add_argument("--run", help="or a run folder: its last --last snapshots (checkpoint.keep_last: N)")
     av.add_argument("--last", type=int, default=5)
     av.add_argument("--out", required=True)
     av.set_defaults(func=cmd_average)

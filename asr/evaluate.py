@@ -124,13 +124,9 @@ def spread(values: list[float]) -> str:
     return " / ".join(f"{name} {100 * v:.1f}%" for name, v in zip(("min", "25%", "median", "75%", "max"), q))
 
 
-def tune_lm(model: Model, rows: list[dict], lm, lexicon=None, lm_weights=(0.5, 1.0, 1.5, 2.0, 3.0),
-            word_scores=(-1.0, 0.0, 1.0, 2.0), beam_size: int = 50, log=print) -> dict:
-    """Grid-search LM weight and word score on `rows` (a dev set). The network runs once, on the same
-    emissions `evaluate` decodes (long files in windows); each trial only re-runs the beam search over
-    them. Returns the table and the best."""
-    from asr.decoding import BeamSearch
-
+def scored_emissions(model: Model, rows: list[dict], log=print) -> tuple[list, list[str]]:
+    """(T', V) emissions, as evaluate decodes them, and the normalised reference of each readable row;
+    unreadable rows are logged and left out."""
     emissions, refs, in_order = [], [], iter(rows)
 
     def keep(path, logits, seconds, error):  # called once per row, in order
@@ -142,6 +138,17 @@ def tune_lm(model: Model, rows: list[dict], lm, lexicon=None, lm_weights=(0.5, 1
             refs.append(normalize(row["text"]))
 
     model.file_emissions([row["audio"] for row in rows], keep)
+    return emissions, refs
+
+
+def tune_lm(model: Model, rows: list[dict], lm, lexicon=None, lm_weights=(0.5, 1.0, 1.5, 2.0, 3.0),
+            word_scores=(-1.0, 0.0, 1.0, 2.0), beam_size: int = 50, log=print) -> dict:
+    """Grid-search LM weight and word score on `rows` (a dev set). The network runs once, on the same
+    emissions `evaluate` decodes (long files in windows); each trial only re-runs the beam search over
+    them. Returns the table and the best."""
+    from asr.decoding import BeamSearch
+
+    emissions, refs = scored_emissions(model, rows, log)
     if not emissions:
         raise ASRError("tune-lm: no readable utterances in the data")
     if not any(refs):  # every WER would be 0 errors in 0 words

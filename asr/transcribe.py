@@ -70,7 +70,8 @@ class DecodingOptions:
 def decoding_options(options: DecodingOptions | None = None, **changes) -> DecodingOptions:
     """`options` (or the defaults) with `changes`; an unknown name is an ASRError naming the closest."""
     base = dataclasses.asdict(options or DecodingOptions())
-    return from_plain(DecodingOptions, {**base, **changes})
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in {**base, **changes}.items()}  # lm=Path(...)
+    return from_plain(DecodingOptions, values)
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Model:
         self.network, self.tokenizer, self.device = network, tokenizer, device
         self.info = info or {}  # the checkpoint's description: model_args, tokenizer, training config
         self.frame_samples = network.frame_samples  # audio samples per output frame
-        self._decoders = {}  # DecodingOptions -> decoder: an LM is loaded once per model and setting
+        self._decoders = {}  # (beam size, LM, lexicon) -> beam search: each LM is loaded once per model
 
     def transcribe(self, audio, options: DecodingOptions | None = None, *, sample_rate: int = SAMPLE_RATE,
                    **changes) -> Result:
@@ -148,17 +149,15 @@ class Model:
 
     def decoder(self, options: DecodingOptions):
         """-> a function from one utterance's (T', V) logits to a Hypothesis (greedy or beam search)."""
-        key = dataclasses.replace(options, word_timestamps=True)
-        if key not in self._decoders:
-            if options.beam:
-                from asr.decoding import BeamSearch
+        if not options.beam:
+            return lambda logits: greedy(logits, self.tokenizer)
+        search = (options.beam_size, options.lm, options.lexicon)  # what loading the LM depends on
+        if search not in self._decoders:
+            from asr.decoding import BeamSearch
 
-                self._decoders[key] = BeamSearch(self.tokenizer, options.beam_size, lm=options.lm,
-                                                 lexicon=options.lexicon, lm_weight=options.lm_weight,
-                                                 word_score=options.word_score)
-            else:
-                self._decoders[key] = lambda logits: greedy(logits, self.tokenizer)
-        return self._decoders[key]
+            self._decoders[search] = BeamSearch(self.tokenizer, options.beam_size, lm=options.lm,
+                                                lexicon=options.lexicon)
+        return self._decoders[search].with_weights(options.lm_weight, options.word_score)
 
     @torch.inference_mode()
     def emissions(self, waves: list[np.ndarray]) -> list[torch.Tensor]:

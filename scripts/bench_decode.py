@@ -17,8 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asr.data.manifest import read_manifest  # noqa: E402
 from asr.decoding import BeamSearch, greedy  # noqa: E402
+from asr.evaluate import scored_emissions  # noqa: E402
 from asr.metrics import wer  # noqa: E402
-from asr.text import normalize  # noqa: E402
 from asr.transcribe import load_model  # noqa: E402
 
 
@@ -39,17 +39,7 @@ def main():
     args = p.parse_args()
     rows = read_manifest(args.data)
     model = load_model(args.checkpoint, "cpu")
-    emissions, refs, in_order = [], [], iter(rows)
-
-    def keep(path, logits, seconds, error):  # once per row, in order
-        row = next(in_order)
-        if error:
-            print(f"skipped: {error}", file=sys.stderr)
-        else:
-            emissions.append(logits)
-            refs.append(normalize(row["text"]))
-
-    model.file_emissions([r["audio"] for r in rows], keep)
+    emissions, refs = scored_emissions(model, rows, log=lambda m: print(m, file=sys.stderr))
     frames = sum(len(e) for e in emissions)
     torch.set_num_threads(1)
     start = time.perf_counter()

@@ -48,6 +48,11 @@ def test_options_as_a_dataclass_or_keywords(model, clip, tmp_path):
     with pytest.raises(asr.ASRError, match="needs decoder='beam'"):
         asr.DecodingOptions(decoder="greedy", lm="x.arpa")
     assert asr.DecodingOptions(lm="x.arpa").beam  # an LM alone means beam search
+    from pathlib import Path
+
+    from asr.transcribe import decoding_options
+
+    assert decoding_options(lm=Path("lm.arpa")).lm == "lm.arpa"  # a path object is as good as a string
     saved = tmp_path / "decoding.yaml"
     saved.write_text("decoder: beam\nbeam_size: 4\nlm_weight: 0.5\n")
     assert asr.DecodingOptions.load(saved) == asr.DecodingOptions(decoder="beam", beam_size=4, lm_weight=0.5)

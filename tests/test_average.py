@@ -47,3 +47,30 @@ def test_checkpoints_of_different_models_are_not_averaged(snapshot_run, overfit_
     code, _, err = run_cli("average", "--run", tmp_path, "--out", tmp_path / "y.ckpt")
     assert code == 1 and "train with checkpoint.keep_last" in err
     assert not (tmp_path / "x.ckpt").exists() and not (tmp_path / "y.ckpt").exists()
+
+
+def test_average_arguments_are_checked(snapshot_run, tmp_path, run_cli):
+    code, _, err = run_cli("average", "--run", snapshot_run, "--last", 1, "--out", tmp_path / "a.ckpt")
+    assert code == 1 and "--last 1: averaging needs at least 2" in err
+    code, _, err = run_cli("average", "--run", snapshot_run, "--last", 4, "--out", tmp_path / "a.ckpt")
+    assert code == 1 and "3 snapshot(s)" in err and "4 asked for" in err
+    one = sorted((snapshot_run / "checkpoints" / "snapshots").glob("step-*.ckpt"))[-1]
+    code, _, err = run_cli("average", "--run", snapshot_run, "--checkpoints", one, one, "--out", tmp_path / "a.ckpt")
+    assert code == 2 and "not allowed with argument" in err  # argparse: one source of checkpoints, not both
+    assert not (tmp_path / "a.ckpt").exists()
+
+
+def test_a_checkpoint_without_a_training_config_loads_but_does_not_fine_tune(overfit_run, tiny_corpus, tmp_path):
+    from asr.checkpoint import load_model_and_tokenizer, write_checkpoint
+    from asr.config import Config
+    from asr.training.train import pretrained_module
+
+    model, tokenizer, _ = load_model_and_tokenizer(overfit_run[1])
+    bare = write_checkpoint(tmp_path / "bare.ckpt", model, tokenizer)  # as a benchmark or an export might write it
+    clip = sorted(tiny_corpus[0].rglob("*.flac"))[0]
+    assert asr.load_model(bare, "cpu").transcribe(clip).text == asr.load_model(overfit_run[1], "cpu").transcribe(clip).text
+    manifests = tiny_corpus[1]
+    config = Config.from_dict({"init_from": str(bare), "data": {"train": str(manifests["train"]),
+                                                                 "val": str(manifests["dev"])}})
+    with pytest.raises(asr.ASRError, match="bare.ckpt: holds no training config"):
+        pretrained_module(config)

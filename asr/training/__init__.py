@@ -1,2 +1,2 @@
-"""Training: everything `asr train` needs beyond the inference model. Nothing outside this package
-imports it, so transcribing never loads PyTorch Lightning."""
+"""Training: everything `asr train` needs beyond the inference model. Nothing on the inference path
+(loading, transcribing, evaluating) imports it, so transcribing never loads PyTorch Lightning."""

@@ -36,18 +36,17 @@ class LastCheckpoint(pl.Callback):
         self.snapshots = path.parent / "snapshots"
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.every and trainer.global_step % self.every == 0:
+        if self.every and trainer.global_step % self.every == 0 and trainer.global_step != getattr(self, "_saved", -1):
             self._save(trainer, module)
 
-    def on_train_epoch_end(self, trainer, module):  # after the epoch's validation in Lightning 2.x
-        self._save(trainer, module)
+    def on_train_epoch_end(self, trainer, module):  # after the epoch's validation in Lightning 2.x: always saved,
+        self._save(trainer, module)  # so that last.ckpt holds that validation's state
 
     def _save(self, trainer, module):
-        if trainer.global_step == getattr(self, "_saved", -1):
-            return
         trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer, schedule, loops
+        new_weights = trainer.global_step != getattr(self, "_saved", -1)
         self._saved = trainer.global_step
-        if self.keep_last and trainer.is_global_zero:
+        if self.keep_last and new_weights and trainer.is_global_zero:
             write_checkpoint(self.snapshots / f"step-{trainer.global_step:08d}.ckpt", module.model, module.tokenizer,
                              module.config.to_dict())
             for old in sorted(self.snapshots.glob("step-*.ckpt"))[: -self.keep_last]:

@@ -31,7 +31,7 @@ def model_args(config: Config, vocab_size: int) -> dict:
     network = {"vocab_size": vocab_size, "subsample": m.subsample, "subsample_factor": m.subsample_factor,
                "hidden": m.hidden, "layers": m.layers, "dropout": m.dropout, "merge": m.merge,
                "char_ctc_layer": m.char_ctc_layer,
-               "char_vocab_size": len(CHAR_CTC_CHARS) + 1 if m.char_ctc_layer else 0}
+               "char_vocab_size": CharTokenizer(CHAR_CTC_CHARS).vocab_size if m.char_ctc_layer else 0}
     return {"frontend": frontend, "network": network}
 
 

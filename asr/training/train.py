@@ -1,4 +1,5 @@
 """`asr train`: build the tokenizer, data, module and Lightning Trainer from a config, then fit."""
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -13,7 +14,7 @@ from asr.checkpoint import load_model_and_tokenizer, read_checkpoint
 from asr.config import Config
 from asr.data.loader import SpeechDataModule
 from asr.data.manifest import read_manifest
-from asr.errors import ASRError
+from asr.errors import ASRError, file_error
 from asr.text import build_tokenizer, normalize, tokenizer_from_dict
 from asr.training.callbacks import AtomicCheckpointIO, BestCheckpoint, FollowTimeBudget, LastCheckpoint, StreamEpoch
 from asr.training.module import CTCModule
@@ -55,7 +56,7 @@ def train(config: Config, resume: bool = False) -> Path:
         raise ASRError(f"{last}: no checkpoint to resume from")
     if resume:  # the run goes on with the tokenizer and model its checkpoint was trained with
         saved = read_checkpoint(last)["asr"]  # weights only: a file that carries code is refused here
-        adopt_checkpoint_model(config, Config.from_dict(saved["config"]))
+        adopt_checkpoint_model(config, saved_config(last, saved))
         if config.trainer.get("precision") == "auto":  # the run goes on in the precision it chose at its start
             config.trainer["precision"] = saved["config"]["trainer"].get("precision", "auto")
         module = CTCModule(config, tokenizer_from_dict(saved["tokenizer"]))
@@ -133,8 +134,7 @@ def adopt_checkpoint_model(config: Config, saved: Config) -> None:
     """Make `config` describe the model of a checkpoint whose config is `saved` (tokenizer, model
     shape, input features): those must match its weights, whatever the run's YAML says. Dropout and
     the character head's loss weight stay this run's: they hold no weights."""
-    model = Config.from_dict({"model": saved.model.__dict__}).model
-    model.dropout, model.char_ctc_weight = config.model.dropout, config.model.char_ctc_weight
+    model = dataclasses.replace(saved.model, dropout=config.model.dropout, char_ctc_weight=config.model.char_ctc_weight)
     changed = [key for key, theirs in (("tokenizer", saved.tokenizer), ("model", model))
                if getattr(config, key) != theirs]
     for key in INPUT_FEATURES:
@@ -146,12 +146,23 @@ def adopt_checkpoint_model(config: Config, saved: Config) -> None:
         log.warning("using the checkpoint's %s, not this config's", ", ".join(changed))
 
 
+def saved_config(path, info: dict) -> Config:
+    """The run config inside a checkpoint written by `asr train` (fine-tuning and resuming need it)."""
+    if not info.get("config"):
+        raise file_error(path, "holds no training config (not written by `asr train`): it can be loaded "
+                               "for inference, not fine-tuned or resumed")
+    try:
+        return Config.from_dict(info["config"])
+    except ASRError as e:
+        raise file_error(path, f"its training config is not one this version reads ({e})") from None
+
+
 def pretrained_module(config: Config) -> CTCModule:
     """Fine-tuning: the weights of `init_from` (a checkpoint from `asr train`), with this run's data,
     augmentation, optimiser and schedule, all starting afresh."""
     path = Path(config.init_from)
     model, tokenizer, info = load_model_and_tokenizer(path)  # validated: one clear line for a bad file
-    adopt_checkpoint_model(config, Config.from_dict(info["config"]))
+    adopt_checkpoint_model(config, saved_config(path, info))
     module = CTCModule(config, tokenizer)
     module.model.load_state_dict(model.state_dict())
     log.info("initialised from %s (%s tokenizer, %d tokens)", path, tokenizer.kind, tokenizer.vocab_size)
