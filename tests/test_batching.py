@@ -9,8 +9,8 @@ from asr.model import StackSubsampling
 from asr.text import CharTokenizer
 
 
-def sampler_rule_before_batching_py(durations, max_seconds):
-    """DurationBatchSampler.__init__'s loop as it was before pack_by_duration replaced it (verbatim)."""
+def reference_rule_with_running_max(durations, max_seconds):
+    """The packing rule written out on its own, as a reference: pack_by_duration must give exactly these batches."""
     order = np.argsort(np.asarray(durations), kind="stable")
     batches, batch, longest = [], [], 0.0
     for i in order.tolist():
@@ -25,8 +25,8 @@ def sampler_rule_before_batching_py(durations, max_seconds):
     return batches
 
 
-def stream_rule_before_batching_py(sorted_durations, max_seconds):
-    """ShardStream._pack as it was (positions in already sorted durations)."""
+def reference_rule_on_sorted(sorted_durations, max_seconds):
+    """The same rule on durations already sorted (positions), as a stream's buffer applies it."""
     batches, batch = [], []
     for i, d in enumerate(sorted_durations):
         if batch and d * (len(batch) + 1) > max_seconds:
@@ -39,7 +39,7 @@ def stream_rule_before_batching_py(sorted_durations, max_seconds):
 
 
 def transcribe_rule(lengths, max_samples):
-    """The grouping transcription used before asr.data.batching (Recognizer.batched_logits, in samples)."""
+    """The same rule counted in samples with an end marker, as batched transcription applies it."""
     out, batch = [], []
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i]) + [None]:
         full = i is None or (batch and lengths[i] * (len(batch) + 1) > max_samples)
@@ -68,9 +68,9 @@ def test_pack_by_duration_gives_the_batches_of_every_former_copy_of_the_rule():
     for trial in range(400):
         durations, budget = random_durations(rng, trial), rng.choice([0.5, 1, 6, 8, 20, 60, 240])
         batches = pack_by_duration(durations, budget)
-        assert batches == sampler_rule_before_batching_py(durations, budget)
+        assert batches == reference_rule_with_running_max(durations, budget)
         ordered = sorted(durations)
-        assert pack_by_duration(ordered, budget) == stream_rule_before_batching_py(ordered, budget)
+        assert pack_by_duration(ordered, budget) == reference_rule_on_sorted(ordered, budget)
         samples = [int(d * 16000) for d in durations]
         assert pack_by_duration(samples, budget * 16000) == transcribe_rule(samples, budget * 16000)
 

@@ -105,18 +105,18 @@ def test_beam_search_needs_no_torchaudio(arpa, monkeypatch):
     assert BeamSearch(tok, lm=arpa)(emissions_for("HELLO WORLD", tok)).text == "HELLO WORLD"
 
 
-# What the earlier decoder (flashlight driven through torchaudio's internals) gave on these fixtures:
-# every sentence read back exactly, a lexicon word spelt with a closing word separator when the
-# separator is a real token (char), and these word times. (Only the frame of that closing separator
-# could differ: flashlight breaks exact ties between equal paths arbitrarily, then as now.)
-OLD_WORD_TIMES = {
+# Pinned results on these fixtures: every sentence read back exactly, a lexicon word spelt with a
+# closing word separator when the separator is a real token (char), and these word times. (Only the
+# frame of that closing separator is left unchecked: flashlight breaks exact ties between equal paths
+# arbitrarily.)
+PINNED_WORD_TIMES = {
     "char": [("THE", 0.0, 0.28), ("WORLD", 0.48, 1.0), ("IS", 1.2, 1.36), ("BIG", 1.56, 1.84)],
     "bpe": [("THE", 0.0, 0.04), ("WORLD", 0.12, 0.16), ("IS", 0.24, 0.28), ("BIG", 0.36, 0.4)],
 }
 
 
 @pytest.mark.parametrize("kind,mode", [(k, m) for k in ("char", "bpe") for m in ("lm", "lexicon", "free")])
-def test_beam_results_match_the_earlier_decoder(arpa, tmp_path, kind, mode):
+def test_beam_results_match_pinned_results(arpa, tmp_path, kind, mode):
     tok = CharTokenizer() if kind == "char" else SentencePieceTokenizer.train(SENTENCES * 20, vocab_size=40)
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("\n".join(sorted({w for s in SENTENCES for w in s.split()})) + "\n")
@@ -128,7 +128,7 @@ def test_beam_results_match_the_earlier_decoder(arpa, tmp_path, kind, mode):
         assert (hyp.text, hyp.tokens) == (sentence, tok.encode(sentence + closing))
         assert len(hyp.spans) == len(hyp.probs) == len(hyp.tokens)
     words = words_with_times(beam(emissions_for("THE WORLD IS BIG", tok)), tok, 0.04)
-    assert [(w.word, round(w.start, 3), round(w.end, 3)) for w in words] == OLD_WORD_TIMES[kind]
+    assert [(w.word, round(w.start, 3), round(w.end, 3)) for w in words] == PINNED_WORD_TIMES[kind]
 
 
 def test_lexicon_free_beam_matches_greedy_on_clear_input():
