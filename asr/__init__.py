@@ -1,7 +1,7 @@
 """CTC speech recognition with a bidirectional LSTM.
 
     import asr
-    model = asr.load_model("runs/demo/checkpoints/best.ckpt")
+    model = asr.load_model("runs/demo/checkpoints/best.ckpt")   # or an `asr export` folder (no torch needed)
     result = model.transcribe("clip.flac")            # or a 1-D NumPy array / torch tensor (sample_rate=...)
     result.text                                       # "HELLO WORLD"
     result.words                                      # [Word("HELLO", start=0.12, end=0.48, confidence=0.97), ...]
@@ -16,10 +16,7 @@ __all__ = ["ASRError", "DecodingOptions", "Model", "Result", "Word", "load_audio
 
 
 def __getattr__(name):  # torch is imported on first use, so `import asr` stays instant
-    if name in ("load_model", "Model", "DecodingOptions", "Result"):
-        from asr.environment import check_torchaudio
-
-        check_torchaudio()  # a torch/torchaudio mismatch raises ASRError in one line
+    if name in ("load_model", "Model", "DecodingOptions", "Result"):  # torch loads only for a checkpoint
         import asr.transcribe
 
         return getattr(asr.transcribe, name)

@@ -1,7 +1,7 @@
 """Read any audio file as mono float32 at 16 kHz.
 
 soundfile (libsndfile) decodes WAV, FLAC, OGG/Vorbis/Opus and MP3; anything else falls back to
-librosa/audioread. Resampling uses soxr (through librosa), which is fast and band-limited.
+librosa/audioread. Resampling uses soxr, which is fast and band-limited.
 """
 from pathlib import Path
 
@@ -15,13 +15,13 @@ MIN_SAMPLES = 400  # one 25 ms analysis window: anything shorter has no speech t
 
 def to_mono_16k(audio: np.ndarray, sr: int) -> np.ndarray:
     """(samples,) or (samples, channels) at `sr` -> (samples,) float32 at 16 kHz."""
-    import librosa
+    import soxr
 
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)  # average channels: keeps both sides of a stereo interview
     if sr != SAMPLE_RATE:
-        audio = librosa.resample(audio, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+        audio = soxr.resample(audio, sr, SAMPLE_RATE, quality="HQ")  # what librosa's res_type="soxr_hq" calls
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
@@ -35,8 +35,11 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
         pass  # not a format libsndfile knows: try the slower generic decoder below
     import warnings
 
-    import librosa
-
+    try:
+        import librosa
+    except ImportError:  # the light runtime install: soundfile's formats only
+        raise file_error(path, "not a format soundfile reads (WAV, FLAC, OGG, Opus, MP3); "
+                               "reading others needs librosa: pip install librosa") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # librosa warns about audioread; the error below says enough

@@ -3,7 +3,7 @@ through flashlight-text's CTC decoder (its public Python API).
 
 Both decoders return a `Hypothesis`: the emitted tokens and, for each, the first and last output
 frame of its CTC path. Word times come from those frames (`words_with_times`), so they cost nothing
-extra and stay consistent with the text.
+extra and stay consistent with the text. Emissions are NumPy arrays: decoding needs no PyTorch.
 """
 import gzip
 import os
@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from asr.errors import file_error
 from asr.text import BLANK
@@ -38,9 +38,25 @@ class Word:
                 "confidence": round(self.confidence, 3)}
 
 
-def path_to_tokens(path: list[int], log_probs: torch.Tensor, skip=(BLANK,)):
-    """A frame-level CTC path (one id per frame) -> tokens, (first, last) frames, mean posteriors."""
-    tokens, spans, probs = [], [], []
+def log_softmax(logits) -> np.ndarray:
+    """(..., V) logits (a NumPy array, or a torch tensor on any device) -> float32 log posteriors."""
+    x = to_numpy(logits).astype(np.float32)
+    top = x.max(axis=-1, keepdims=True)
+    return x - (top + np.log(np.exp(x - top).sum(axis=-1, keepdims=True)))
+
+
+def to_numpy(x) -> np.ndarray:
+    """A NumPy array or a torch tensor (any device, any type) -> a NumPy array, without importing torch."""
+    if not hasattr(x, "detach"):
+        return np.asarray(x)
+    x = x.detach()
+    return (x.float() if x.is_floating_point() else x).cpu().numpy()  # NumPy has no bf16
+
+
+def path_to_tokens(path, log_probs: np.ndarray | None = None, skip=(BLANK,)):
+    """A frame-level CTC path (one id per frame) -> tokens, (first, last) frames, and the mean posterior
+    of each token over its frames (when (T', V) `log_probs` are given)."""
+    tokens, spans = [], []
     prev = None
     for t, tok in enumerate(path):
         if tok != prev and tok not in skip:
@@ -49,34 +65,22 @@ def path_to_tokens(path: list[int], log_probs: torch.Tensor, skip=(BLANK,)):
         elif tok == prev and tok not in skip:
             spans[-1][1] = t
         prev = tok
-    for tok, (a, b) in zip(tokens, spans):
-        probs.append(float(log_probs[a : b + 1, tok].exp().mean()))
+    probs = [] if log_probs is None else [float(np.exp(log_probs[a : b + 1, tok]).mean())
+                                          for tok, (a, b) in zip(tokens, spans)]
     return tokens, [tuple(s) for s in spans], probs
 
 
-def greedy(logits: torch.Tensor, tokenizer) -> Hypothesis:
+def greedy(logits, tokenizer) -> Hypothesis:
     """(T', V) logits -> the best path: the most likely token in every frame, collapsed."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs = log_softmax(logits)
     tokens, spans, probs = path_to_tokens(log_probs.argmax(-1).tolist(), log_probs)
     return Hypothesis(" ".join(tokenizer.decode(tokens).split()), tokens, spans, probs)
 
 
-def greedy_ids(logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    """(B, T, V) logits, (B,) lengths -> token ids per utterance, repeats merged and blanks dropped."""
-    best = logits.argmax(-1).cpu()  # (B, T)
-    lengths = lengths.cpu().tolist()
-    out = []
-    for row, n in zip(best, lengths):
-        row = row[:n]
-        keep = torch.ones_like(row, dtype=torch.bool)
-        keep[1:] = row[1:] != row[:-1]  # CTC: a run of the same token is one token
-        out.append([t for t in row[keep].tolist() if t != BLANK])
-    return out
-
-
-def greedy_decode(logits: torch.Tensor, lengths: torch.Tensor, tokenizer) -> list[str]:
-    """(B, T, V) logits -> one string per utterance (validation uses this batched form)."""
-    return [" ".join(tokenizer.decode(ids).split()) for ids in greedy_ids(logits, lengths)]
+def greedy_decode(logits, lengths, tokenizer) -> list[str]:
+    """(B, T, V) logits, (B,) lengths (arrays or tensors) -> one string per utterance (validation's batched form)."""
+    best, lengths = to_numpy(logits.argmax(-1)), to_numpy(lengths)  # only the (B, T) best ids leave the device
+    return [" ".join(tokenizer.decode(path_to_tokens(row[:n].tolist())[0]).split()) for row, n in zip(best, lengths)]
 
 
 def words_with_times(hyp: Hypothesis, tokenizer, frame_seconds: float) -> list[Word]:
@@ -200,16 +204,16 @@ class BeamSearch:
                                      f"characters the model cannot write (e.g. {example!r})")
         return lexicon
 
-    def __call__(self, logits: torch.Tensor) -> Hypothesis:
+    def __call__(self, logits) -> Hypothesis:
         """(T', V) logits -> the best hypothesis."""
-        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        log_probs = log_softmax(logits)
         if log_probs.shape[0] == 0:
             return Hypothesis("", [], [], [])
         emissions = log_probs
         if self.extra_sil:
-            emissions = torch.cat([log_probs, torch.full((len(log_probs), 1), -1e4)], dim=1)
-        emissions = emissions.contiguous()  # flashlight reads a raw (T, N) float32 buffer
-        results = self.decoder.decode(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
+            emissions = np.concatenate([log_probs, np.full((len(log_probs), 1), -1e4, np.float32)], axis=1)
+        emissions = np.ascontiguousarray(emissions, dtype=np.float32)  # flashlight reads a raw (T, N) float32 buffer
+        results = self.decoder.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])
         if not results:
             return Hypothesis("", [], [], [])
         path = list(results[0].tokens)[1:-1]  # flashlight pads the frame path with a start and an end state

@@ -68,7 +68,7 @@ def taper_edges(audio: torch.Tensor, audio_lens: torch.Tensor, samples: int) -> 
 
     # Only the first and last `samples` of each row change: touch just those (this runs every step).
     out, n = audio.clone(), min(samples, audio.shape[1])
-    head = torch.arange(n, device=audio.device).expand(len(audio), n)  # (B, n)
+    head = torch.arange(n, device=audio.device)[None, :]  # (1, n): broadcast, so exported graphs take any batch
     out[:, :n] *= gain(head)
     if n < audio.shape[1]:  # the tail positions the head did not cover (short rows: none)
         tail = (audio_lens[:, None] - samples + torch.arange(samples, device=audio.device)).clamp(min=n)

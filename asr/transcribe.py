@@ -1,6 +1,6 @@
 """Audio in, text out: `asr.load_model(path)` and the Model it returns.
 
-    model = asr.load_model("runs/demo/checkpoints/best.ckpt")
+    model = asr.load_model("runs/demo/checkpoints/best.ckpt")   # or a folder written by `asr export`
     result = model.transcribe("clip.flac")            # a path, a NumPy array or a torch tensor
     result.text, [(w.word, w.start, w.end) for w in result.words]
     results = model.transcribe_many(paths)             # a bad file: its result.error; the rest go on
@@ -8,17 +8,16 @@
 Long audio is read window by window (soundfile seeks, so an hour-long file is never decoded whole):
 each window has `CONTEXT_S` of extra audio on both sides that the BiLSTM sees but whose frames are
 dropped, so words cut by a window edge are still recognised from both sides. Nothing here imports
-training code.
+training code, nor torch: the network is a PyTorch checkpoint or an exported ONNX model (asr.runtime),
+called on NumPy arrays, and everything around it is shared.
 """
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from asr.audio import SAMPLE_RATE, check_samples, load_audio, to_mono_16k
-from asr.checkpoint import load_model_and_tokenizer
 from asr.config import from_plain
 from asr.data.batching import pack_by_duration, pad
 from asr.decoding import Hypothesis, Word, greedy, words_with_times
@@ -89,19 +88,21 @@ class Result:
                 "words": [w.as_dict() for w in self.words]}
 
 
-def load_model(checkpoint, device: str = "auto") -> "Model":
-    """A checkpoint written by `asr train` -> Model on `device` (auto: the GPU if there is one)."""
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    network, tokenizer, info = load_model_and_tokenizer(checkpoint, device)
-    return Model(network, tokenizer, device, info)
+def load_model(path, device: str = "auto") -> "Model":
+    """A checkpoint written by `asr train` (run by PyTorch) or a folder written by `asr export` (run by
+    onnxruntime, no torch needed) -> Model on `device` (auto: the GPU if there is one)."""
+    from asr.runtime import load_network
+
+    network, tokenizer, info = load_network(path, device)
+    return Model(network, tokenizer, info)
 
 
 class Model:
-    """A trained model: the network (asr.model.ASRModel), its tokenizer, and the decoders built for it."""
+    """A trained model: the network (asr.runtime: PyTorch or ONNX), its tokenizer, and the decoders built for it."""
 
-    def __init__(self, network, tokenizer, device: str = "cpu", info: dict | None = None):
-        self.network, self.tokenizer, self.device = network, tokenizer, device
-        self.info = info or {}  # the checkpoint's description: model_args, tokenizer, training config
+    def __init__(self, network, tokenizer, info: dict | None = None):
+        self.network, self.tokenizer, self.device = network, tokenizer, network.device
+        self.info = info or {}  # the checkpoint's (or export's) description: model_args, tokenizer, config
         self.frame_samples = network.frame_samples  # audio samples per output frame
         self._decoders = {}  # (beam size, LM, lexicon) -> beam search: each LM is loaded once per model
 
@@ -140,7 +141,7 @@ class Model:
         self.file_emissions(paths, done)
         return results
 
-    def result(self, path, logits: torch.Tensor, duration: float, options: DecodingOptions, decode=None) -> Result:
+    def result(self, path, logits: np.ndarray, duration: float, options: DecodingOptions, decode=None) -> Result:
         hyp: Hypothesis = (decode or self.decoder(options))(logits)
         words = words_with_times(hyp, self.tokenizer, self.frame_samples / SAMPLE_RATE) if options.word_timestamps else []
         for w in words:  # the last frame may reach past the audio's end by up to one frame
@@ -159,19 +160,17 @@ class Model:
                                                 lexicon=options.lexicon)
         return self._decoders[search].with_weights(options.lm_weight, options.word_score)
 
-    @torch.inference_mode()
-    def emissions(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
-        """Mono 16 kHz arrays -> one (T', V) logits tensor each, in batches of similar length holding at
-        most BATCH_SECONDS of padded audio each."""
-        out: list[torch.Tensor] = [None] * len(waves)
+    def emissions(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """Mono 16 kHz arrays -> one (T', V) float32 logits array each, in batches of similar length holding
+        at most BATCH_SECONDS of padded audio each."""
+        out: list[np.ndarray] = [None] * len(waves)
         for batch in pack_by_duration([len(w) / SAMPLE_RATE for w in waves], BATCH_SECONDS):
-            audio, lens = pad([torch.from_numpy(waves[i]) for i in batch])
-            logits, out_lens = self.network(audio.to(self.device), lens.to(self.device))
+            logits, out_lens = self.network(*pad([waves[i] for i in batch]))
             for row, i in enumerate(batch):
-                out[i] = logits[row, : out_lens[row]].float().cpu()
+                out[i] = logits[row, : out_lens[row]]
         return out
 
-    def windowed_emissions(self, read, total: int) -> torch.Tensor:
+    def windowed_emissions(self, read, total: int) -> np.ndarray:
         """(T', V) logits of `total` samples at 16 kHz; `read(lo, hi)` returns samples lo..hi. Audio longer
         than LONG_S goes WINDOW_S at a time with CONTEXT_S of context on each side. Every window starts on
         an output frame, so the frames join exactly as the whole file's would (tests/test_pipeline.py)."""
@@ -186,7 +185,7 @@ class Model:
             skip = (start - lo) // self.frame_samples
             last = start + step >= total  # keeps every frame to the end, as the whole file would have
             pieces.append(logits[skip:] if last else logits[skip : skip + step // self.frame_samples])
-        return torch.cat(pieces)
+        return np.concatenate(pieces)
 
     def file_emissions(self, paths, done) -> None:
         """The one way files become emissions (transcription, evaluation, LM tuning): for each file, in
@@ -236,7 +235,7 @@ class Model:
                 flush()
         flush()
 
-    def long_file_emissions(self, path: Path) -> torch.Tensor:
+    def long_file_emissions(self, path: Path) -> np.ndarray:
         """A long file, read window by window -> (T', V) logits for the whole file."""
         import soundfile as sf
 
@@ -253,7 +252,7 @@ class Model:
 
 def as_wave(audio, sample_rate: int) -> np.ndarray:
     """A 1-D NumPy array or torch tensor of float samples at `sample_rate` -> float32 at 16 kHz, checked."""
-    if isinstance(audio, torch.Tensor):
+    if hasattr(audio, "detach"):  # a torch tensor (duck-typed: torch need not be installed)
         audio = audio.detach().cpu().numpy()
     if not isinstance(audio, np.ndarray):
         raise ASRError(f"expected a path, a NumPy array or a torch tensor, got {type(audio).__name__}")

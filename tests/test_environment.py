@@ -44,7 +44,7 @@ def test_doctor_still_tries_every_other_piece_beside_a_broken_torchaudio(mismatc
 
 
 def test_the_python_api_raises_the_same_one_line_error(mismatched_torchaudio):
-    code = ("import asr\ntry:\n    asr.load_model\nexcept asr.ASRError as e:\n    print('ASRError', e)\n")
+    code = ("import sys, asr\ntry:\n    asr.load_model(sys.executable)\nexcept asr.ASRError as e:\n    print('ASRError', e)\n")
     out = subprocess.run([sys.executable, "-c", code], env=mismatched_torchaudio, capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.startswith("ASRError torchaudio ") and "does not work with torch" in out.stdout, out.stderr

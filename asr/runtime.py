@@ -1,0 +1,114 @@
+"""The network behind `asr.load_model`: a training checkpoint run by PyTorch, or an exported folder
+(`asr export`) run by onnxruntime. Both are called the same way, on NumPy arrays:
+
+    logits, lengths = network(audio, audio_lens)   # (B, S) float32 at 16 kHz, (B,) int64
+                                                   # -> (B, T', V) float32, (B,) int64
+
+so windowing, batching and decoding (asr.transcribe) are one code path for both. Loading an exported
+folder imports neither torch nor any training code: it runs where only numpy, soundfile, soxr and
+onnxruntime are installed (`pip install "asr[runtime]"`).
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+
+from asr.errors import ASRError, file_error
+from asr.text import tokenizer_from_dict
+
+EXPORT_FORMAT = 1  # model.json's layout; raised whenever an older runtime would misread a newer folder
+ONNX_FILE, INFO_FILE = "model.onnx", "model.json"
+
+
+def load_network(path, device: str = "auto"):
+    """A checkpoint file or an exported folder -> (network, tokenizer, info dict)."""
+    path = Path(path)
+    if path.is_dir():
+        return load_exported(path, device)
+    if not path.exists():
+        raise file_error(path, "checkpoint not found (nor a folder written by `asr export`)")
+    return load_checkpoint(path, device)
+
+
+def load_checkpoint(path: Path, device: str = "auto"):
+    """A checkpoint written by `asr train` -> (TorchNetwork, tokenizer, the checkpoint's "asr" dict)."""
+    from asr.environment import check_torchaudio
+
+    check_torchaudio()  # a torch/torchaudio mismatch raises ASRError in one line
+    import torch
+
+    from asr.checkpoint import load_model_and_tokenizer
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model, tokenizer, info = load_model_and_tokenizer(path, device)
+    return TorchNetwork(model, device), tokenizer, info
+
+
+def load_exported(folder: Path, device: str = "auto"):
+    """A folder written by `asr export` -> (OnnxNetwork, tokenizer, model.json's contents)."""
+    info_path, onnx_path = folder / INFO_FILE, folder / ONNX_FILE
+    if not info_path.is_file() or not onnx_path.is_file():
+        raise file_error(folder, f"not an exported model: expected {INFO_FILE} and {ONNX_FILE} inside (asr export)")
+    try:
+        info = json.loads(info_path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise file_error(info_path, f"not valid JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != EXPORT_FORMAT:
+        raise file_error(info_path, f"export format {info.get('format') if isinstance(info, dict) else None} is not "
+                                    f"the one this version of asr reads ({EXPORT_FORMAT}): export the model again")
+    try:
+        tokenizer = tokenizer_from_dict(info["tokenizer"])
+        network = OnnxNetwork(onnx_path, info["frame_samples"], device)
+    except (KeyError, TypeError, ValueError) as e:
+        raise file_error(info_path, f"incomplete model description ({type(e).__name__}: {e})") from None
+    return network, tokenizer, info
+
+
+class TorchNetwork:
+    """An asr.model.ASRModel (eval mode) on `device`, called on NumPy arrays."""
+
+    def __init__(self, model, device: str = "cpu"):
+        self.model, self.device = model, device
+        self.frame_samples = model.frame_samples  # audio samples per output frame
+
+    def __call__(self, audio: np.ndarray, audio_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            logits, lengths = self.model(torch.from_numpy(audio).to(self.device),
+                                         torch.from_numpy(audio_lens).to(self.device))
+        return logits.float().cpu().numpy(), lengths.cpu().numpy()
+
+
+class OnnxNetwork:
+    """An exported model.onnx (front end included: waveforms in, logits out) in an onnxruntime session.
+
+    `threads`: onnxruntime's intra-op threads (default: one per physical core). device "cuda" uses
+    onnxruntime's CUDA provider when the installed onnxruntime has it (onnxruntime-gpu)."""
+
+    def __init__(self, path, frame_samples: int, device: str = "auto", threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ASRError('running an exported model needs onnxruntime: pip install "asr[runtime]" '
+                           "(or pip install onnxruntime)") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: its shape-inference notes are not the user's business
+        if threads:
+            options.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise ASRError(f"device cuda: this onnxruntime has no CUDA provider ({', '.join(available)}); "
+                           f"install onnxruntime-gpu")
+        providers = ["CUDAExecutionProvider"] if device in ("cuda", "auto") and "CUDAExecutionProvider" in available else []
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers + ["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types for a damaged file
+            raise file_error(path, f"not a loadable ONNX model ({str(e).strip().splitlines()[0][:200]})") from None
+        self.frame_samples = int(frame_samples)
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+    def __call__(self, audio: np.ndarray, audio_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, lengths = self.session.run(None, {"audio": np.ascontiguousarray(audio, np.float32),
+                                                  "audio_lens": np.asarray(audio_lens, np.int64)})
+        return logits, lengths
