@@ -89,9 +89,10 @@ def cmd_evaluate(args):
 
     options = decoding_options(args)
     model, rows = load_model(args.checkpoint, args.device), read_eval_data(args.data)
-    out = args.out or Path(args.checkpoint).resolve().parent.parent / f"eval-{Path(args.data).stem}"
+    ckpt = Path(args.checkpoint).resolve()
+    out = args.out or (ckpt if ckpt.is_dir() else ckpt.parent.parent) / f"eval-{Path(args.data).stem}"
     by = [f.strip() for f in args.by.split(",") if f.strip()] if args.by else []
-    summary = evaluate(model, rows, out, options, by=by, log=lambda m: print(m, file=sys.stderr))
+    summary = evaluate(model, rows, out, options, by=by, log=lambda m: print(m, file=sys.stderr), data=str(args.data))
     if not summary["words"]:  # 0 errors in 0 words is no score at all, not 0% WER
         empty = len(rows) - summary["failed"]
         why = [f"{summary['failed']} failed to load"] * bool(summary["failed"]) + [f"{empty} with no words"] * bool(empty)
@@ -163,6 +164,12 @@ def cmd_transcribe(args):
         sys.exit(1)
 
 
+def cmd_export(args):
+    from asr.export import export
+
+    export(args.checkpoint, args.out, int8=args.int8, decoding=args.decoding)
+
+
 def cmd_average(args):
     from asr.checkpoint import average_checkpoints
 
@@ -187,6 +194,9 @@ def add_decoder_flags(p):
                                      "default with --lm: the LM's own words")
     g.add_argument("--lm-weight", type=float)
     g.add_argument("--word-score", type=float)
+
+
+MODEL_HELP = "a checkpoint (.ckpt), or a folder written by `asr export` (runs without PyTorch)"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -248,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="WER/CER on a manifest or a LibriSpeech-layout folder")
-    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, help=MODEL_HELP)
     ev.add_argument("--data", required=True, help="manifest .jsonl, folder with manifest.jsonl, or LibriSpeech-layout folder")
     ev.add_argument("--out", help="report folder (default: next to the checkpoint's run)")
     ev.add_argument("--device", default="auto")
@@ -258,7 +268,7 @@ def parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     tl = sub.add_parser("tune-lm", help="grid-search LM weight and word score on a dev set; writes decoding.yaml")
-    tl.add_argument("--checkpoint", required=True)
+    tl.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, help=MODEL_HELP)
     tl.add_argument("--data", required=True, help="dev manifest or folder (as for evaluate)")
     tl.add_argument("--lm", required=True)
     tl.add_argument("--lexicon")
@@ -270,7 +280,7 @@ def parser() -> argparse.ArgumentParser:
     tl.set_defaults(func=cmd_tune_lm)
 
     tc = sub.add_parser("transcribe", help="print the transcript of audio files")
-    tc.add_argument("--checkpoint", required=True)
+    tc.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, help=MODEL_HELP)
     tc.add_argument("files", nargs="+", help="audio files, or folders (their audio files, recursively)")
     tc.add_argument("--format", choices=["text", "json", "tsv", "srt", "vtt"], default="text",
                     help="json/tsv/srt/vtt carry word (or segment) start and end times in seconds")
@@ -287,6 +297,13 @@ def parser() -> argparse.ArgumentParser:
     av.add_argument("--last", type=int, default=5)
     av.add_argument("--out", required=True)
     av.set_defaults(func=cmd_average)
+
+    ex = sub.add_parser("export", help="a checkpoint -> a folder that runs without PyTorch (ONNX, model card)")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--out", required=True, help="a new folder")
+    ex.add_argument("--int8", action="store_true", help="quantise the weights to int8 (dynamic; smaller, faster on CPU)")
+    ex.add_argument("--decoding", metavar="FILE", help="tuned settings (decoding.yaml) to include, with their LM and lexicon")
+    ex.set_defaults(func=cmd_export)
 
     doc = sub.add_parser("doctor", help="check that every native library asr uses loads and works here")
     doc.set_defaults(func=cmd_doctor)
@@ -306,8 +323,10 @@ def main(argv=None):
     try:
         from asr.environment import check_torchaudio
 
-        if args.func is not cmd_doctor:  # doctor names every broken piece, this one among them
-            check_torchaudio()  # a torch/torchaudio mismatch is one line here, not a traceback mid-command
+        # A torch/torchaudio mismatch is one line here, not a traceback mid-command. Commands that load a
+        # model check when they load a checkpoint (an exported folder needs no torch); doctor names it itself.
+        if args.func in (cmd_train, cmd_average, cmd_export):
+            check_torchaudio()
         args.func(args)
     except ASRError as e:
         print(f"error: {e}", file=sys.stderr)

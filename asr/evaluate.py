@@ -4,12 +4,14 @@ Writes `utterances.jsonl` (id, audio, reference, hypothesis, per-utterance error
 stopped a file) and `summary.json` (corpus WER/CER, counts, failures, the most frequent word errors,
 WER by any manifest field asked for) to the output folder, and `by-FIELD.tsv` for each such field.
 """
+import dataclasses
 import json
 from pathlib import Path
 
 from asr.data.manifest import read_manifest, write_manifest
 from asr.errors import ASRError
 from asr.metrics import error_counts, wer
+from asr.runtime import fingerprint
 from asr.text import normalize
 from asr.transcribe import DecodingOptions, Model
 
@@ -29,8 +31,10 @@ def read_eval_data(data) -> list[dict]:
 
 
 def evaluate(model: Model, rows: list[dict], out_dir, options: DecodingOptions | None = None, by=(),
-             log=print) -> dict:
-    """Transcribe `rows` and score them; `by`: manifest fields to break the WER down by (e.g. speaker)."""
+             log=print, data: str | None = None) -> dict:
+    """Transcribe `rows` and score them; `by`: manifest fields to break the WER down by (e.g. speaker).
+    `data`: what the rows were read from, recorded in summary.json with the model's path and sha256 (so
+    `asr export` can put the score in the model card)."""
     for field in by:  # checked first: a typo would otherwise put every utterance under "(none)"
         if not any(field in row for row in rows):
             raise ASRError(f"--by {field}: no utterance in the data has this field "
@@ -55,6 +59,8 @@ def evaluate(model: Model, rows: list[dict], out_dir, options: DecodingOptions |
         "utterances": len(refs), "words": words, "word_errors": word_err, "chars": chars, "char_errors": char_err,
         "failed": len(failed), "failures": failed, "top_errors": top_errors(refs, hyps),
         "normalization": "asr.text.normalize: ASCII, upper case, punctuation removed except in-word apostrophes",
+        "data": data, "decoding": dataclasses.asdict(options or DecodingOptions()),
+        "model": {"path": model.source, "sha256": fingerprint(model.source) if model.source else None},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     summary["by"] = {}

@@ -8,6 +8,7 @@ so windowing, batching and decoding (asr.transcribe) are one code path for both.
 folder imports neither torch nor any training code: it runs where only numpy, soundfile, soxr and
 onnxruntime are installed (`pip install "asr[runtime]"`).
 """
+import hashlib
 import json
 from pathlib import Path
 
@@ -62,6 +63,17 @@ def load_exported(folder: Path, device: str = "auto"):
     except (KeyError, TypeError, ValueError) as e:
         raise file_error(info_path, f"incomplete model description ({type(e).__name__}: {e})") from None
     return network, tokenizer, info
+
+
+def fingerprint(path) -> str:
+    """sha256 of a checkpoint file, or of an exported folder's model.onnx: which weights a score belongs to."""
+    path = Path(path)
+    path = path / ONNX_FILE if path.is_dir() else path
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class TorchNetwork:

@@ -52,14 +52,21 @@ class DecodingOptions:
 
     @classmethod
     def load(cls, path) -> "DecodingOptions":
-        """Settings saved by `asr tune-lm` (decoding.yaml); used only when asked for."""
+        """Settings saved by `asr tune-lm` (decoding.yaml); used only when asked for. A relative LM or
+        lexicon path names a file beside the settings when there is one (as `asr export` writes them),
+        else one relative to the current folder."""
         import yaml
 
         path = Path(path)
         if not path.is_file():
             raise file_error(path, "decoding settings not found")
         try:
-            return from_plain(cls, yaml.safe_load(path.read_text()) or {})
+            settings = yaml.safe_load(path.read_text()) or {}
+            if isinstance(settings, dict):
+                for key in ("lm", "lexicon"):
+                    if isinstance(settings.get(key), str) and (path.parent / settings[key]).is_file():
+                        settings[key] = str(path.parent / settings[key])
+            return from_plain(cls, settings)
         except yaml.YAMLError as e:
             raise file_error(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
         except ASRError as e:
@@ -94,15 +101,16 @@ def load_model(path, device: str = "auto") -> "Model":
     from asr.runtime import load_network
 
     network, tokenizer, info = load_network(path, device)
-    return Model(network, tokenizer, info)
+    return Model(network, tokenizer, info, source=str(path))
 
 
 class Model:
     """A trained model: the network (asr.runtime: PyTorch or ONNX), its tokenizer, and the decoders built for it."""
 
-    def __init__(self, network, tokenizer, info: dict | None = None):
+    def __init__(self, network, tokenizer, info: dict | None = None, source: str | None = None):
         self.network, self.tokenizer, self.device = network, tokenizer, network.device
         self.info = info or {}  # the checkpoint's (or export's) description: model_args, tokenizer, config
+        self.source = source  # the checkpoint file or exported folder it was loaded from
         self.frame_samples = network.frame_samples  # audio samples per output frame
         self._decoders = {}  # (beam size, LM, lexicon) -> beam search: each LM is loaded once per model
 
