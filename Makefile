@@ -23,7 +23,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 lock:
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/python -m pip install --quiet uv
-	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra dev --universal --generate-hashes --python-version 3.10 \
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra train --extra dev --universal --generate-hashes --python-version 3.10 \
 	    $(if $(PIP_CONSTRAINT_FILE),--constraint $(PIP_CONSTRAINT_FILE)) --quiet -o requirements.lock
 
 data/synth/corpus.json: | install

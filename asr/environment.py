@@ -23,8 +23,9 @@ def pinned(*dists: str) -> str:
         requires = metadata.requires("asr") or []
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
         return "the torch and torchaudio that pyproject.toml names"
-    wanted = [Requirement(r) for r in requires]
-    return " ".join(f'"{r.name}{r.specifier}"' for r in wanted if r.name in dists and not r.marker)
+    wanted = [Requirement(r) for r in requires]  # torch and torchaudio come with the "train" extra
+    return " ".join(f'"{r.name}{r.specifier}"' for r in wanted
+                    if r.name in dists and (not r.marker or r.marker.evaluate({"extra": "train"})))
 
 
 def first_line(error: BaseException) -> str:
@@ -35,6 +36,11 @@ def first_line(error: BaseException) -> str:
 def check_torchaudio() -> None:
     """Raise ASRError in one line if torchaudio cannot load beside the installed torch: its native library is
     built against one torch ABI (torchaudio 2.11.1 beside torch 2.11.0 fails with an undefined symbol)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise ASRError('PyTorch is not installed: training, checkpoints and export need pip install "asr[train]" '
+                       "(a model exported with `asr export` runs without it)")
     try:
         import torchaudio  # noqa: F401  (loads libtorchaudio)
     except Exception as e:  # OSError: undefined symbol; ImportError; RuntimeError: CUDA major mismatch
@@ -55,7 +61,7 @@ def _torchaudio() -> str:
 
 
 def _flashlight() -> str:
-    import torch
+    import numpy as np
 
     from asr.decoding import BeamSearch
     from asr.text import CharTokenizer
@@ -66,12 +72,18 @@ def _flashlight() -> str:
         arpa.write_text("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-1.0\t<s>\t-0.3\n-1.0\t</s>\n-1.0\t<unk>\n"
                         "-0.5\tAB\t-0.3\n\n\\2-grams:\n-0.2\t<s> AB\n-0.2\tAB </s>\n\n\\end\\\n")
         ids = [i for token in tokenizer.encode("AB") for i in (token, 0)]  # a, blank, b, blank
-        logits = torch.full((len(ids), tokenizer.vocab_size), -5.0)
-        logits[torch.arange(len(ids)), torch.tensor(ids)] = 5.0
+        logits = np.full((len(ids), tokenizer.vocab_size), -5.0, np.float32)
+        logits[np.arange(len(ids)), ids] = 5.0
         text = BeamSearch(tokenizer, beam_size=4, lm=str(arpa))(logits).text
     if text != "AB":
         raise RuntimeError(f"beam search with a KenLM model decoded {text!r}, expected 'AB'")
     return f"flashlight-text {version('flashlight-text')}: beam search with a KenLM ARPA model"
+
+
+def _onnxruntime() -> str:
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())}): exported models"
 
 
 def _sentencepiece() -> str:
@@ -101,7 +113,7 @@ def _librosa() -> str:
     import numpy as np
 
     assert len(librosa.resample(np.zeros(4410, dtype="float32"), orig_sr=44100, target_sr=16000)) == 1600
-    return f"librosa {version('librosa')}: resampling (soxr)"
+    return f"librosa {version('librosa')}: formats libsndfile lacks (m4a, webm...)"
 
 
 def _espeak() -> str:
@@ -113,15 +125,24 @@ def _espeak() -> str:
     return f"espeak-ng (espeakng-loader {version('espeakng-loader')}): the synthetic corpus"
 
 
-CHECKS = {"torchaudio": _torchaudio, "flashlight-text": _flashlight, "sentencepiece": _sentencepiece,
+CHECKS = {"torchaudio": _torchaudio, "flashlight-text": _flashlight, "onnxruntime": _onnxruntime, "sentencepiece": _sentencepiece,
           "soundfile": _soundfile, "librosa": _librosa, "espeak-ng": _espeak}
+TRAIN_ONLY = {"torchaudio", "librosa", "espeak-ng"}  # pieces of `pip install "asr[train]"`
 
 
 def check_environment(report=print) -> None:
     """Try every native piece asr uses, calling `report` with one line for each that works, as it goes.
-    Raise ASRError, in one line naming every broken piece, if any fails."""
+    Raise ASRError, in one line naming every broken piece, if any fails. Without PyTorch (the runtime
+    install) only the runtime's pieces are tried."""
+    import importlib.util
+
+    runtime_only = importlib.util.find_spec("torch") is None
+    if runtime_only:
+        report('runtime install (no PyTorch): exported models only; pip install "asr[train]" for the rest')
     broken = []
     for name, check in CHECKS.items():
+        if runtime_only and name in TRAIN_ONLY:
+            continue
         try:
             report(check())
         except ASRError as e:
