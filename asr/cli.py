@@ -325,7 +325,7 @@ def main(argv=None):
 
         # A torch/torchaudio mismatch is one line here, not a traceback mid-command. Commands that load a
         # model check when they load a checkpoint (an exported folder needs no torch); doctor names it itself.
-        if args.func in (cmd_train, cmd_average, cmd_export):
+        if args.func not in (cmd_transcribe, cmd_evaluate, cmd_tune_lm, cmd_doctor):
             check_torchaudio()
         args.func(args)
     except ASRError as e:

@@ -23,7 +23,8 @@ def mismatched_torchaudio(tmp_path):
 
 
 def test_every_command_names_a_torch_torchaudio_mismatch_in_one_line(mismatched_torchaudio, tmp_path):
-    for argv in (["transcribe", "--checkpoint", "x.ckpt", "clip.flac"], ["synth", "--out", str(tmp_path / "s")]):
+    (tmp_path / "x.ckpt").write_bytes(b"checked only after torch loads")
+    for argv in (["transcribe", "--checkpoint", str(tmp_path / "x.ckpt"), "clip.flac"], ["synth", "--out", str(tmp_path / "s")]):
         out = subprocess.run([sys.executable, "-m", "asr.cli", *argv], env=mismatched_torchaudio,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 1 and out.stdout == ""
