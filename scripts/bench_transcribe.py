@@ -1,11 +1,13 @@
-"""CPU transcription real-time factor for each config's model size, next to PocketSphinx, same files.
+"""CPU transcription real-time factor for each config's model size, run by PyTorch and exported to ONNX
+(float32 and int8), next to PocketSphinx, on the same files in one run.
 
     python scripts/bench_transcribe.py [--audio ../shared/data/librispeech-untranscribed] [--threads 2]
 
 For every config in configs/, a model of exactly that config's size (random weights: speed does not
-depend on them; greedy decoding) is saved as a checkpoint and run through `asr.transcribe` as a user
-would run `asr transcribe` (audio decoding, features, network, decoding all timed). PocketSphinx
-(its PyPI wheel's bundled US English model) decodes the same files in the same run.
+depend on them; greedy decoding) is saved as a checkpoint, exported with `asr export` (and --int8), and
+each is run through `asr.transcribe` as a user would run `asr transcribe --model` (audio decoding,
+features, network, decoding all timed). PocketSphinx (its PyPI wheel's bundled US English model)
+decodes the same files in the same run.
 RTF = wall seconds / audio seconds (lower is faster; 0.05 = 20x faster than real time).
 """
 import argparse
@@ -21,9 +23,11 @@ sys.path.insert(0, str(ROOT))
 from asr.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from asr.checkpoint import write_checkpoint  # noqa: E402
 from asr.config import load_config  # noqa: E402
+from asr.export import export  # noqa: E402
 from asr.model import ASRModel  # noqa: E402
 from asr.text import CharTokenizer, SentencePieceTokenizer  # noqa: E402
 from asr.training.module import model_args  # noqa: E402
+from asr.runtime import OnnxNetwork  # noqa: E402
 from asr.transcribe import load_model  # noqa: E402
 
 
@@ -64,14 +68,21 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for config in map(Path, args.configs):
             ckpt, n_params = checkpoint_for(config, Path(tmp))
-            model = load_model(ckpt, "cpu")
-            model.transcribe_many(paths[:2])  # warm-up: first-call allocations and kernel choices
-            start = time.perf_counter()
-            results = model.transcribe_many(paths)
-            rtf = (time.perf_counter() - start) / audio_seconds
-            failed = sum(bool(r.error) for r in results)
-            print(f"{config.stem:18s} {n_params / 1e6:6.1f}M params  RTF {rtf:.4f}  ({1 / rtf:5.1f}x real time)"
-                  + (f"  {failed} failed" if failed else ""))
+            for engine in ("PyTorch", "ONNX", "ONNX int8"):
+                if engine == "PyTorch":
+                    model = load_model(ckpt, "cpu")
+                else:
+                    folder = export(ckpt, Path(tmp) / f"{config.stem}-{engine[-4:]}", int8="int8" in engine,
+                                    log=lambda *a: None)
+                    model = load_model(folder, "cpu")
+                    model.network = OnnxNetwork(folder / "model.onnx", model.frame_samples, "cpu", args.threads)
+                model.transcribe_many(paths[:2])  # warm-up: first-call allocations and kernel choices
+                start = time.perf_counter()
+                results = model.transcribe_many(paths)
+                rtf = (time.perf_counter() - start) / audio_seconds
+                failed = sum(bool(r.error) for r in results)
+                print(f"{config.stem:18s} {n_params / 1e6:6.1f}M params  {engine:9s}  RTF {rtf:.4f}  "
+                      f"({1 / rtf:5.1f}x real time)" + (f"  {failed} failed" if failed else ""), flush=True)
     try:
         rtf = pocketsphinx_rtf(paths, audio_seconds)
         print(f"{'pocketsphinx':18s} {'':15s} RTF {rtf:.4f}  ({1 / rtf:5.1f}x real time)")
