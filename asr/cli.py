@@ -118,7 +118,8 @@ def cmd_tune_lm(args):
     settings = {"decoder": "beam", "beam_size": args.beam_size, "lm": str(Path(args.lm).resolve()),
                 "lexicon": str(Path(args.lexicon).resolve()) if args.lexicon else None,
                 "lm_weight": best["lm_weight"], "word_score": best["word_score"]}
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "decoding.yaml"
+    model_path = Path(args.checkpoint)
+    out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent) / "decoding.yaml"
     out.write_text(f"# asr tune-lm on {args.data}: greedy WER {100 * report['greedy_wer']:.2f}%, "
                    f"this setting {100 * best['wer']:.2f}% ({report['utterances']} utterances)\n"
                    + yaml.safe_dump(settings, sort_keys=False))

@@ -239,7 +239,7 @@ def evaluations(checkpoint: Path) -> list[dict]:
 def render_card(card: dict, out: Path, int8: bool) -> str:
     train, export = card["training"], card["export"]
     hours = (f"{train['hours']} h in {train['utterances']:,} utterances" if "hours" in train
-             else "not readable at export time")
+             else "not counted: the manifests were not readable where `asr export` ran")
     lines = [f"# {out.name}", "", f"Exported from `{card['source_checkpoint']}` with `asr export`"
              f"{' --int8' if int8 else ''}. Run it with `asr transcribe --model {out.name} FILE...` or "
              f"`asr.load_model(\"{out.name}\")`: numpy, soundfile, soxr and onnxruntime are all it needs.", "",
