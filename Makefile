@@ -42,6 +42,10 @@ demo: install data/synth/corpus.json
 	@echo "== transcribe three test clips, with word times"
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 3)
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) --format srt $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 1)
+	@echo "== export for deployment (ONNX: runs where PyTorch is not installed), and transcribe with it"
+	rm -rf runs/demo/model
+	$(BIN)/asr export --checkpoint $(DEMO_CKPT) --out runs/demo/model
+	$(BIN)/asr transcribe --model runs/demo/model $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 3)
 
 # Real speech: speechocean762 (OpenSLR 101). SPEECHOCEAN: an extracted copy, or where --download puts it.
 SPEECHOCEAN ?= ../shared/data/speechocean762
