@@ -12,7 +12,7 @@ training step.
   non-blocking), `CTCModule.training_step` (log-mel + CMVN + SpecAugment on the device, the
   padding-exact BiLSTM, CTC in fp32, the character head's loss where the config has one) under the
   precision `asr train` would pick (`precision: auto`: 16-mixed on a GPU, measured on a CPU), then
-  `CTCModule.on_before_optimizer_step` (its NaN check and clipping) and AdamW (fused unless 16-mixed).
+  `CTCModule.on_before_optimizer_step` (its NaN check and clipping, on the device) and fused AdamW.
 - baseline: as simple PyTorch recipes do: batches of a fixed count in random order padded to the
   longest, fp32 (TF32 allowed on a GPU, as for the optimized path), log-mel computed on the CPU per
   utterance in the dataset (so in the same loader workers), one nn.LSTM(bidirectional) per layer on
@@ -22,7 +22,8 @@ training step.
   per step.
 
 Reported per path: audio seconds trained per wall second (x real time), utterances/s, share of padded
-frames, peak GPU memory, and achieved TFLOP/s with FLOPs counted as:
+frames, utterances per batch and the share of batches whose size is a multiple of 8, peak GPU memory,
+and achieved TFLOP/s with FLOPs counted as:
 LSTM, per output frame, layer and direction: 2 * 4 * H * (D_in + H) for the forward pass (D_in: the
 subsampler's output for layer 1, then 2H, or H with summed directions); the output projections
 2 * D * V (and 2 * D * C for a character head); training = 3x forward (backward ~ 2x forward). Padded
@@ -159,27 +160,34 @@ def to_device(batch, device):
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def run_optimized(config, durations, texts, device, seconds, precision):
+def optimized_step(config, device, precision):
+    """-> (CTCModule on `device`, step(batch)): one training step on a host batch from `collate`, as
+    `asr train` runs it under Lightning's automatic optimisation in `precision`."""
     module = CTCModule(config, Vocabulary(config)).to(device).train()
     module.log = lambda *args, **kwargs: None  # no Trainer here to log to
-    # As CTCModule.configure_optimizers: fused, except beside a loss scaler (16-mixed).
-    opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=precision != "16-mixed")
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)  # as CTCModule.configure_optimizers
     dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
     autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
-    batches = DurationBatchSampler(durations, config.data.max_batch_seconds, seed=0)
-    data = loader(NoiseUtterances(durations, texts), batches, collate, config.data.num_workers, device)
 
-    def step(batch):  # as Lightning's automatic optimisation runs it
+    def step(batch):
         with autocast:
             loss = module.training_step(to_device(batch, device), 0)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        module.on_before_optimizer_step(opt)  # the NaN check and gradient clipping (its one host sync)
+        scaler.unscale_(opt)  # what CTCModule's hook does under Lightning's 16-mixed (no-op otherwise)
+        module.on_before_optimizer_step(opt)  # the NaN check and gradient clipping, on the device
         scaler.step(opt)
         scaler.update()
 
+    return module, step
+
+
+def run_optimized(config, durations, texts, device, seconds, precision):
+    module, step = optimized_step(config, device, precision)
+    batches = DurationBatchSampler(durations, config.data.max_batch_seconds, seed=0,
+                                   multiple=config.data.batch_multiple)
+    data = loader(NoiseUtterances(durations, texts), batches, collate, config.data.num_workers, device)
     return measure(step, data, durations, device, seconds, module)
 
 
@@ -215,12 +223,13 @@ def measure(step, data, durations, device, seconds, module):
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    audio_s = padded_s = utts = out_frames = steps = 0
+    audio_s = padded_s = utts = out_frames = steps = multiples_of_8 = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         batch = next(batches)
         step(batch)
         steps += 1
+        multiples_of_8 += len(batch["ids"]) % 8 == 0
         lengths = [durations[i] for i in batch["ids"]]
         audio_s, padded_s, utts = audio_s + sum(lengths), padded_s + len(lengths) * max(lengths), utts + len(lengths)
         samples = torch.tensor([int(d * SAMPLE_RATE) for d in lengths])
@@ -229,8 +238,37 @@ def measure(step, data, durations, device, seconds, module):
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
     return {"x_real_time": audio_s / wall, "utts_per_s": utts / wall, "padding": 1 - audio_s / padded_s,
-            "steps": steps, "out_frames_per_s": out_frames / wall,
+            "steps": steps, "out_frames_per_s": out_frames / wall, "utts_per_batch": utts / steps,
+            "batches_multiple_of_8": multiples_of_8 / steps,
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan}
+
+
+def benchmark(config, device, seconds: float, utterances: int = 4000) -> dict:
+    """Both paths on `config` for `seconds` each -> {"precision", "device_name", "optimized": {...},
+    "baseline": {...}, "speedup"}, each path's figures as `measure` gives them plus TFLOP/s (and the
+    share of the GPU's dense fp16 peak, where known)."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    durations, texts = fake_corpus(utterances, max_duration=config.data.max_duration)
+    sampler = DurationBatchSampler(durations, config.data.max_batch_seconds, multiple=config.data.batch_multiple)
+    precision = config.trainer["precision"]
+    if precision == "auto":  # as `asr train` decides it: 16-mixed on a GPU, measured on a CPU (the run's batches)
+        model = CTCModule(config, Vocabulary(config)).model.network
+        shapes = probe_batches(durations, config.data.max_batch_seconds, multiple=config.data.batch_multiple)
+        precision = auto_precision("gpu" if device.type == "cuda" else "cpu", lambda bf16: model_step_seconds(
+            model, config.features.n_mels, shapes, bf16))
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    per_batch = max(1, round(len(durations) / len(sampler.batches)))  # baseline: same utterances per step
+    results = {"precision": precision, "device_name": name, "mean_utterance_s": float(np.mean(durations)),
+               "optimized": run_optimized(config, durations, texts, device, seconds, precision),
+               "baseline": run_baseline(config, durations, texts, device, seconds, per_batch)}
+    module = CTCModule(config, Vocabulary(config))
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    for path in ("optimized", "baseline"):
+        r = results[path]
+        r["tflops"] = useful_flops(module, r["out_frames_per_s"], char_head=path == "optimized") / 1e12
+        r["share_of_peak"] = r["tflops"] / peak if peak else None
+    results["speedup"] = results["optimized"]["x_real_time"] / results["baseline"]["x_real_time"]
+    return results
 
 
 def main():
@@ -242,31 +280,17 @@ def main():
     p.add_argument("--override", nargs="*", default=[], help="config overrides, e.g. data.max_batch_seconds=60")
     args = p.parse_args()
     config = load_config(args.config, [f"data.train={args.config}", f"data.val={args.config}", *args.override])
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    durations, texts = fake_corpus(args.utterances, max_duration=config.data.max_duration)
-    sampler = DurationBatchSampler(durations, config.data.max_batch_seconds)
-    precision = config.trainer["precision"]
-    if precision == "auto":  # as `asr train` decides it: 16-mixed on a GPU, measured on a CPU (the run's batches)
-        model = CTCModule(config, Vocabulary(config)).model.network
-        shapes = probe_batches(durations, config.data.max_batch_seconds)
-        precision = auto_precision("gpu" if device.type == "cuda" else "cpu", lambda bf16: model_step_seconds(
-            model, config.features.n_mels, shapes, bf16))
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{Path(args.config).name} on {name}; {args.seconds:.0f} s per path; "
-          f"mean utterance {np.mean(durations):.1f} s; optimized path in {precision}")
-    per_batch = max(1, round(len(durations) / len(sampler.batches)))  # baseline: same utterances per step
-    results = {"optimized": run_optimized(config, durations, texts, device, args.seconds, precision),
-               "baseline": run_baseline(config, durations, texts, device, args.seconds, per_batch)}
-    module = CTCModule(config, Vocabulary(config))
-    peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
-    for path, r in results.items():
-        tflops = useful_flops(module, r["out_frames_per_s"], char_head=path == "optimized") / 1e12
-        share = f" = {100 * tflops / peak:.1f}% of {peak:.0f} peak" if peak else ""
+    results = benchmark(config, torch.device(args.device), args.seconds, args.utterances)
+    print(f"{Path(args.config).name} on {results['device_name']}; {args.seconds:.0f} s per path; mean utterance "
+          f"{results['mean_utterance_s']:.1f} s; optimized path in {results['precision']}")
+    for path in ("optimized", "baseline"):
+        r = results[path]
+        share = f" = {100 * r['share_of_peak']:.1f}% of peak" if r["share_of_peak"] else ""
         print(f"{path:10s} {r['x_real_time']:9.1f}x real time  {r['utts_per_s']:8.1f} utt/s  padding "
-              f"{100 * r['padding']:4.1f}%  {r['steps']:5d} steps  {tflops:7.2f} TFLOP/s{share}  "
+              f"{100 * r['padding']:4.1f}%  {r['steps']:5d} steps  {r['utts_per_batch']:5.1f} utt/batch "
+              f"({100 * r['batches_multiple_of_8']:3.0f}% x8)  {r['tflops']:7.2f} TFLOP/s{share}  "
               f"peak mem {r['peak_gib']:.1f} GiB")
-    print(f"speed-up: {results['optimized']['x_real_time'] / results['baseline']['x_real_time']:.2f}x")
+    print(f"speed-up: {results['speedup']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The shared batching rules: packing by duration, padding, collate, usable utterances, speed perturbation."""
+import json
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from asr.data.batching import collate, min_frames_for, pack_by_duration, pad, perturb_speed, usable_rows
@@ -86,6 +88,54 @@ def test_pack_by_duration_keeps_the_budget_and_covers_everything_once():
         for b in batches:
             assert max(durations[i] for i in b) * len(b) <= 20 or len(b) == 1
     assert pack_by_duration([], 10) == []
+
+
+def test_batch_multiple_rounds_full_batches_down_and_carries_the_rest_forward():
+    assert pack_by_duration([1.0] * 20, 10) == [list(range(10)), list(range(10, 20))]
+    assert pack_by_duration([1.0] * 20, 10, multiple=8) == [list(range(8)), list(range(8, 16)), list(range(16, 20))]
+    assert pack_by_duration([6.0, 7.0], 10, multiple=8) == [[0], [1]]  # fewer than 8 fit: kept whole
+    # Two short utterances cut off a batch of 9, then a long one they cannot share a batch with.
+    assert pack_by_duration([1.0] * 9 + [6.0], 10, multiple=8) == [list(range(8)), [8], [9]]
+
+
+def test_batch_multiple_keeps_the_budget_the_order_and_every_utterance():
+    rng = random.Random(2)
+    for trial in range(200):
+        durations, budget = random_durations(rng, trial), rng.choice([6, 8, 20, 60, 240])
+        assert pack_by_duration(durations, budget, multiple=1) == pack_by_duration(durations, budget)
+        for multiple in (2, 8):
+            batches = pack_by_duration(durations, budget, multiple)
+            # Utterances only move to the next batch: the ascending order is kept and each appears once.
+            assert [i for b in batches for i in b] == np.argsort(durations, kind="stable").tolist()
+            for b in batches:
+                assert max(durations[i] for i in b) * len(b) <= budget or len(b) == 1
+            assert all(len(b) % multiple == 0 or len(b) < multiple for b in batches[:-1])
+
+
+def test_batch_multiple_reaches_the_manifest_sampler_and_the_shard_stream(tmp_path):
+    from asr.config import DataConfig
+    from asr.data.loader import DurationBatchSampler, SpeechDataModule
+    from asr.data.shards import ShardStream
+    from asr.errors import ASRError
+
+    durations = [round(random.Random(i).uniform(0.5, 3.0), 3) for i in range(300)]
+    expected = pack_by_duration(durations, 24, 8)
+    assert any(len(b) % 8 for b in pack_by_duration(durations, 24)) and all(len(b) % 8 == 0 for b in expected[:-1])
+    assert DurationBatchSampler(durations, 24, multiple=8).batches == expected
+    data = SpeechDataModule(DataConfig(max_batch_seconds=24, batch_multiple=8, num_workers=0), None, None)
+    rows = [{"duration": d} for d in durations]
+    assert data._loader(rows, shuffle=False).batch_sampler.batches == expected
+    with pytest.raises(ASRError, match="data.batch_multiple"):
+        SpeechDataModule(DataConfig(batch_multiple=0), None, None)
+    # The stream: its epoch length from the index's durations, and its buckets from the decoded audio.
+    index = tmp_path / "shards.json"
+    index.write_text(json.dumps({"shards": [{"url": "shard-000000.tar", "utterances": len(durations),
+                                             "seconds": sum(durations), "durations": durations}]}))
+    stream = ShardStream(index, None, None, 24, shuffle=False, batch_multiple=8)
+    assert len(stream) == len(expected)
+    items = [{"audio": np.zeros(int(d * 16000), np.float32)} for d in durations]
+    bucketed = list(stream._bucket(items, random.Random(0)))
+    assert [len(b) for b in bucketed] == [len(b) for b in expected]
 
 
 def test_pad_zero_pads_arrays_and_tensors_to_the_longest():

@@ -50,31 +50,40 @@ def batches(tokenizer, n=3):
 
 @pytest.mark.parametrize("precision", ["32-true", pytest.param("bf16-mixed", marks=pytest.mark.skipif(
     not cpu_runs_bf16(), reason="oneDNN has no bf16 LSTM on this CPU (AVX2 only): asr trains it in fp32")), "16-mixed"])
-def test_fused_adamw_unless_a_loss_scaler_and_clipping_sees_true_gradients(precision, tmp_path):
-    """16-mixed: Lightning unscales the fp16 gradients before on_before_optimizer_step, but a fused
-    optimizer would unscale them only inside its step, so clipping would read them 65,536x too big."""
+def test_fused_adamw_in_every_precision_steps_on_true_clipped_gradients(precision, tmp_path):
+    """16-mixed: Lightning leaves a fused optimizer's fp16 gradients scaled (x65,536) for its step to
+    unscale. CTCModule unscales them before clipping, so the step must get them true, with no scale."""
     module = tiny_module()
-    seen = []  # (norm as the hook receives the gradients, norm after it)
+    seen = []  # (true gradient norm as the hook receives the gradients, norm after it)
+    at_step = []  # (the loss scale GradScaler hands the fused step, the gradient norm it steps on)
     hook = module.on_before_optimizer_step
 
     def record(optimizer):
-        before = grad_norm(module)
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        before = grad_norm(module) / (scaler.get_scale() if scaler is not None else 1.0)
         hook(optimizer)
         seen.append((before, grad_norm(module)))
+
+    class StepSpy(pl.Callback):
+        def on_train_start(self, trainer, module):
+            trainer.optimizers[0].register_step_pre_hook(
+                lambda opt, args, kwargs: at_step.append((getattr(opt, "grad_scale", None), grad_norm(module))))
 
     module.on_before_optimizer_step = record
     module.train_dataloader = lambda: batches(module.tokenizer)
     kwargs = ({"plugins": [MixedPrecision("16-mixed", "cpu")]} if precision == "16-mixed"
               else {"precision": precision})
     trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path, **kwargs)
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         callbacks=[StepSpy()], **kwargs)
     with torch.backends.mkldnn.flags(enabled=precision != "16-mixed"):  # oneDNN has no fp16 LSTM on CPUs
         trainer.fit(module)
-    assert trainer.optimizers[0].param_groups[0]["fused"] == (precision != "16-mixed")
+    assert trainer.optimizers[0].param_groups[0]["fused"] is True
     finite = [(b, a) for b, a in seen if b == b and b != float("inf")]  # fp16 overflow steps are skipped
     assert finite, "no step had finite gradients"
-    assert all(b < 1e4 for b, _ in finite), f"clipping saw scaled gradients: {finite}"
     assert all(a <= CLIP * 1.001 for _, a in finite) and any(b > CLIP for b, _ in finite)
+    assert len(at_step) == len(seen) and all(scale is None for scale, _ in at_step), "the step got scaled gradients"
+    assert all(n <= CLIP * 1.001 for _, n in at_step if n == n and n != float("inf"))
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
@@ -87,3 +96,93 @@ def test_resuming_a_checkpoint_saved_unfused_keeps_this_runs_fused_optimizer():
     saved = torch.optim.AdamW(module.parameters(), fused=False)  # e.g. a checkpoint from before fused AdamW
     optimizer.load_state_dict(saved.state_dict())
     assert optimizer.param_groups[0]["fused"] is True
+
+
+def test_a_non_finite_step_leaves_the_weights_and_adamw_state_as_they_were():
+    """The fused AdamW skips the step itself (found_inf), without the host reading the gradients."""
+    module = tiny_module()
+    module.log = lambda *a, **k: None  # outside a Trainer
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2, fused=True)
+
+    def step(fill):
+        for p in module.parameters():
+            p.grad = torch.full_like(p, fill)
+        module.on_before_optimizer_step(optimizer)
+        optimizer.step()
+
+    step(0.1)
+    weights = [p.detach().clone() for p in module.parameters()]
+    state = {k: v.clone() for k, v in optimizer.state[next(module.parameters())].items()}
+    step(float("nan"))
+    assert all(torch.equal(a, b) for a, b in zip(module.parameters(), weights))
+    assert all(torch.equal(optimizer.state[next(module.parameters())][k], v) for k, v in state.items())
+    assert module.skipped_steps == 1
+    step(0.1)
+    assert float(optimizer.state[next(module.parameters())]["step"]) == 2  # the skipped step was not counted
+    assert not any(torch.equal(a, b) for a, b in zip(module.parameters(), weights))
+    assert module.skipped_steps == 1
+
+
+def test_the_nan_check_and_clipping_read_nothing_on_the_host_between_stop_checks(monkeypatch):
+    """Any host read of a device tensor is a sync on a GPU; CPU tensors show where one would be. (The
+    stop check reads the skip count on every STOP_CHECK_EVERY-th call; this is the first.)"""
+    from types import SimpleNamespace
+
+    module = tiny_module()
+    module.log = lambda *a, **k: None
+    module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), world_size=1)  # no loss scaler
+    optimizer = torch.optim.AdamW(module.parameters(), fused=True)
+    for p in module.parameters():
+        p.grad = torch.randn_like(p) * 100
+    module.skipped_steps = 0
+
+    def host_read(*args):
+        raise AssertionError("a tensor was read on the host")
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    module.on_before_optimizer_step(optimizer)
+    monkeypatch.undo()
+    assert grad_norm(module) == pytest.approx(CLIP, rel=1e-4)
+    assert float(optimizer.found_inf) == 0.0
+
+
+class NaNOnSecondStep(pl.Callback):
+    """Puts an inf into the (still scaled) gradients of the second step; records the weights around it."""
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        if trainer.global_step == 1:
+            next(module.parameters()).grad.view(-1)[0] = float("inf")
+            self.before = [p.detach().clone() for p in module.parameters()]
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if batch_idx == 1:
+            self.unchanged = all(torch.equal(a, b) for a, b in zip(module.parameters(), self.before))
+
+
+def test_16_mixed_skips_a_non_finite_step_with_the_fused_optimizer(tmp_path):
+    module = tiny_module()
+    module.train_dataloader = lambda: batches(module.tokenizer, n=3)
+    spy = NaNOnSecondStep()
+    trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         plugins=[MixedPrecision("16-mixed", "cpu")], callbacks=[spy])
+    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN has no fp16 LSTM on CPUs
+        trainer.fit(module)
+    assert spy.unchanged and module.skipped_steps >= 1
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_16_mixed_with_accumulation_survives_a_batch_whose_every_file_failed(tmp_path):
+    """An empty batch returns no loss: Lightning then runs no step, so the hook must not unscale either
+    (a second unscale before the next step would raise)."""
+    module = tiny_module()
+    good = next(iter(batches(module.tokenizer, n=1)))
+    empty = collate([None])
+    module.train_dataloader = lambda: torch.utils.data.DataLoader([good, empty, good, good], batch_size=None)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, accumulate_grad_batches=2, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path, plugins=[MixedPrecision("16-mixed", "cpu")])
+    with torch.backends.mkldnn.flags(enabled=False):  # oneDNN has no fp16 LSTM on CPUs
+        trainer.fit(module)
+    assert trainer.global_step == 2

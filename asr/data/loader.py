@@ -64,17 +64,18 @@ class DurationBatchSampler(torch.utils.data.Sampler):
     """Batches of similar duration, each holding at most `max_seconds` of padded audio.
 
     Utterances are sorted by duration and cut into batches once, so padding stays low and the
-    number of steps per epoch is fixed (the LR schedule and resumption rely on that). Each epoch
+    number of steps per epoch is fixed (the LR schedule and resumption rely on that); `multiple` rounds
+    them to a multiple of that many utterances (`pack_by_duration`). Each epoch
     shuffles the order of batches. With several processes (DDP), every rank takes a disjoint,
     equally long share of the batches, so all ranks run the same number of steps (`even=True`, for
     training: the few left-over batches wait for another epoch). Validation uses `even=False`: every
     batch is scored once, the last ranks taking one batch fewer (no gradients to keep in step).
     """
 
-    def __init__(self, durations, max_seconds, shuffle=True, seed=0, num_replicas=1, rank=0, even=True):
+    def __init__(self, durations, max_seconds, shuffle=True, seed=0, num_replicas=1, rank=0, even=True, multiple=1):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.num_replicas, self.rank = num_replicas, rank
-        self.batches = pack_by_duration(durations, max_seconds)
+        self.batches = pack_by_duration(durations, max_seconds, multiple)
         if even and len(self.batches) < num_replicas:
             raise ASRError(f"config section 'data': {len(self.batches)} training batches cannot give each of "
                            f"{num_replicas} processes one; lower max_batch_seconds or use fewer devices")
@@ -125,6 +126,8 @@ class SpeechDataModule(pl.LightningDataModule):
             # Each loader process would fill a cache of its own: as many copies as workers.
             raise ASRError("config section 'data': cache_audio keeps decoded audio in the training process; "
                            "it needs num_workers: 0")
+        if data_cfg.batch_multiple < 1:
+            raise ASRError(f"config key 'data.batch_multiple': expected 1 (off) or more, got {data_cfg.batch_multiple}")
 
     def _rows(self, key):
         paths = getattr(self.cfg, key)
@@ -158,7 +161,8 @@ class SpeechDataModule(pl.LightningDataModule):
             return kept[0] if kept else None
 
         stream = ShardStream(self.cfg.train, self.tokenizer, usable, self.cfg.max_batch_seconds, seed=self.seed,
-                             rank=rank, world=world, speed_perturb=self.cfg.speed_perturb)
+                             rank=rank, world=world, speed_perturb=self.cfg.speed_perturb,
+                             batch_multiple=self.cfg.batch_multiple)
         resume = self._resume_point(len(stream))
         if resume:
             stream.epoch, stream.resume = resume[0], resume
@@ -171,7 +175,8 @@ class SpeechDataModule(pl.LightningDataModule):
         world = self.trainer.world_size if self.trainer else 1
         rank = self.trainer.global_rank if self.trainer else 0
         sampler = DurationBatchSampler([r["duration"] for r in rows], self.cfg.max_batch_seconds, shuffle=shuffle,
-                                       seed=self.seed, num_replicas=world, rank=rank, even=shuffle)
+                                       seed=self.seed, num_replicas=world, rank=rank, even=shuffle,
+                                       multiple=self.cfg.batch_multiple)
         workers = self.cfg.num_workers
         # Its own generator: every iter() of a DataLoader draws a worker seed, and from the global RNG
         # that draw would shift SpecAugment's and dropout's random streams after a resume.

@@ -87,13 +87,14 @@ class ShardStream(torch.utils.data.IterableDataset):
     `speed_perturb=(lo, hi)` resamples each utterance by a factor drawn uniformly from [lo, hi], as
     SpeechDataset does for manifests; the draws come from the stream's per-epoch, per-worker generator,
     so an epoch (and a resumed one) hears the same factors. Buckets are packed on the perturbed lengths.
+    `batch_multiple` rounds batches to a multiple of that many utterances, as `pack_by_duration` does.
     """
 
     def __init__(self, index, tokenizer, usable, max_batch_seconds: float, seed=0, rank=0, world=1, shuffle=True,
-                 speed_perturb=None):
+                 speed_perturb=None, batch_multiple=1):
         self.shards, self.tokenizer, self.usable = read_index(index), tokenizer, usable
         self.max_batch_seconds, self.seed, self.rank, self.world, self.shuffle = max_batch_seconds, seed, rank, world, shuffle
-        self.speed_perturb = speed_perturb
+        self.speed_perturb, self.batch_multiple = speed_perturb, batch_multiple
         self.epoch = 0
         # The epoch length every rank uses: the most batches any rank's shards make in epoch 0, by
         # running the bucketing on the durations in the index. A rank with fewer goes round its shards
@@ -107,8 +108,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         by_url = {s["url"]: s for s in self.shards}
         durations = [d for url in self._rank_shards(rank, 0) for d in by_url[url]["durations"]]
         # One buffer at a time, as `_batches` fills them: the same rule `_bucket` applies to decoded audio.
-        count = sum(len(pack_by_duration(durations[start : start + BUFFER], self.max_batch_seconds))
-                    for start in range(0, len(durations), BUFFER))
+        count = sum(len(pack_by_duration(durations[start : start + BUFFER], self.max_batch_seconds,
+                                         self.batch_multiple)) for start in range(0, len(durations), BUFFER))
         return max(1, count)
 
     def __len__(self):
@@ -161,7 +162,8 @@ class ShardStream(torch.utils.data.IterableDataset):
             yield from self._bucket(buffer, rng)
 
     def _bucket(self, items, rng):
-        packed = pack_by_duration([len(it["audio"]) / SAMPLE_RATE for it in items], self.max_batch_seconds)
+        packed = pack_by_duration([len(it["audio"]) / SAMPLE_RATE for it in items], self.max_batch_seconds,
+                                  self.batch_multiple)
         batches = [[items[i] for i in b] for b in packed]
         if self.shuffle:
             rng.shuffle(batches)

@@ -21,6 +21,7 @@ from asr.training.augment import Augmentation
 # whatever the main tokenizer is. Fixed, because its size is part of the weights.
 CHAR_CTC_CHARS = CharTokenizer.DEFAULT_CHARS + "0123456789"
 MAX_SKIPPED_IN_A_ROW = 50  # fp16 loss scaling alone can skip a handful in a row while it settles
+STOP_CHECK_EVERY = 10  # optimizer steps between host reads of the skip count (the guard's only sync)
 
 
 def model_args(config: Config, vocab_size: int) -> dict:
@@ -52,7 +53,8 @@ class CTCModule(pl.LightningModule):
         self.char_tokenizer = CharTokenizer(CHAR_CTC_CHARS)
         self._val_sums = torch.zeros(4)  # word errors, words, char errors, chars
         self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
-        self._skipped_in_a_row = 0
+        self._backward_ran = True  # False after a training_step that returned no loss
+        self._hook_calls = 0  # on_before_optimizer_step calls: when to read the skip count
         self._epoch_batches = torch.zeros(2)  # training batches this epoch: run, and with readable audio
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, with_char_logits: bool = False):
@@ -70,8 +72,10 @@ class CTCModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         self._epoch_batches[0] += 1
+        self._backward_ran = True
         if not batch["ids"]:  # every file in this batch failed to decode (already logged): skip the step
             if self.trainer.world_size == 1:
+                self._backward_ran = False
                 return None
             # Under DDP every rank must join the gradient all-reduce: a zero loss that touches every weight.
             return sum(p.sum() for p in self.parameters()) * 0.0
@@ -94,35 +98,61 @@ class CTCModule(pl.LightningModule):
                for text in texts]
         lens = torch.tensor([len(row) for row in ids], dtype=torch.long)
         targets = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)  # (B, L), zero-padded
-        return targets.to(self.device), lens.to(self.device)
+        # Not blocking: a blocking copy to the GPU waits for the forward pass queued before it.
+        return targets.to(self.device, non_blocking=True), lens.to(self.device, non_blocking=True)
 
     def on_before_optimizer_step(self, optimizer):
         """Clip the gradient norm to trainer.gradient_clip_val, and skip a step whose gradients hold
-        NaN/inf (zeroed grads: AdamW leaves those weights alone), count it, and stop the run with the
-        likely causes if it keeps happening, rather than writing NaN weights. Both come from one norm
-        pass and one host sync per step: the price of never saving a poisoned checkpoint. (Clipping
-        here rather than in Lightning lets AdamW run fused: see configure_optimizers.)"""
+        NaN/inf, count it, and stop the run with the likely causes if it keeps happening, rather than
+        writing NaN weights. All of it on the device, from one norm pass: the host reads the skip count
+        once every STOP_CHECK_EVERY steps, never the norm. A fused optimizer (configure_optimizers) skips
+        its own step, on the device, when `optimizer.found_inf` is 1: the flag GradScaler hands it under
+        16-mixed. Any other optimizer is skipped from the host, at the price of one sync per step."""
         params = [p for p in self.parameters() if p.grad is not None]
-        if not params:
+        scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
+        if not params or (scaler is not None and not self._backward_ran):  # Lightning runs no step then
             return
+        takes_found_inf = getattr(optimizer, "_step_supports_amp_scaling", False)  # fused: reads found_inf
+        if scaler is not None and takes_found_inf:
+            # Lightning leaves the unscaling to a fused optimizer's own step (pytorch_lightning/plugins/
+            # precision/amp.py, MixedPrecision.optimizer_step), after this hook: clipping must see true
+            # gradients, so unscale here. scaler.step then hands the step no scale, only found_inf.
+            scaler.unscale_(optimizer)
         norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
-        if math.isfinite(total := norm.item()):  # the step's one host sync, for both decisions
-            self._skipped_in_a_row = 0
-            clip = self.config.trainer.get("gradient_clip_val")
-            if clip and total > clip:
-                torch.nn.utils.clip_grads_with_norm_(params, clip, norm, foreach=True)
+        non_finite = (~torch.isfinite(norm)).float()  # () 1.0 or 0.0
+        clip = self.config.trainer.get("gradient_clip_val")
+        if clip:  # scales by min(1, clip / norm) on the device: below the limit the gradients stay as they are
+            torch.nn.utils.clip_grads_with_norm_(params, clip, norm, foreach=True)
+        self._count_skip(non_finite)
+        if takes_found_inf:  # under a loss scaler scaler.step replaces it with its own, from the same gradients
+            optimizer.found_inf = non_finite
+        elif non_finite.item():
+            for p in self.parameters():
+                p.grad = None  # AdamW leaves weights without gradients alone
+
+    @property
+    def skipped_steps(self) -> int:
+        """Optimizer steps skipped for a non-finite loss or gradient, in all (reads the device)."""
+        return int(self._skips[0])
+
+    @skipped_steps.setter
+    def skipped_steps(self, count: int):
+        self._skips = torch.tensor([float(count), 0.0])  # (2,): in all, and in a row
+
+    def _count_skip(self, non_finite: torch.Tensor):
+        """Add this step's () 0/1 flag to the device's skip counts; every STOP_CHECK_EVERY steps, stop
+        the run if MAX_SKIPPED_IN_A_ROW or more steps in a row were skipped."""
+        total, in_a_row = self._skips.to(non_finite.device).unbind()
+        self._skips = torch.stack([total + non_finite, (in_a_row + non_finite) * non_finite])
+        self.log("skipped_steps", self._skips[0])
+        self._hook_calls += 1
+        if self._hook_calls % STOP_CHECK_EVERY or (in_a_row := int(self._skips[1])) < MAX_SKIPPED_IN_A_ROW:
             return
-        for p in self.parameters():
-            p.grad = None
-        self.skipped_steps += 1
-        self._skipped_in_a_row += 1
-        self.log("skipped_steps", float(self.skipped_steps))
-        if self._skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-            raise ASRError(
-                f"training stopped at step {self.global_step}: {self._skipped_in_a_row} steps in a row had a non-finite "
-                f"loss or gradient ({self.skipped_steps} in all). Likely causes: a learning rate too high "
-                f"(optim.lr={self.config.optim.lr}), labels longer than the subsampled frames, or audio with "
-                f"NaN/inf samples. The last good weights are in checkpoints/last.ckpt")
+        raise ASRError(
+            f"training stopped at step {self.global_step}: {in_a_row} steps in a row had a non-finite "
+            f"loss or gradient ({self.skipped_steps} in all). Likely causes: a learning rate too high "
+            f"(optim.lr={self.config.optim.lr}), labels longer than the subsampled frames, or audio with "
+            f"NaN/inf samples. The last good weights are in checkpoints/last.ckpt")
 
     def on_save_checkpoint(self, checkpoint):
         # Plain data only, so checkpoints load with torch.load(weights_only=True).
@@ -173,16 +203,17 @@ class CTCModule(pl.LightningModule):
 
     def configure_optimizers(self):
         opt_cfg = self.config.optim
-        # Fused AdamW is one kernel for all weights (AdamW.step 6.8 -> 3.0 ms a step for the demo model on
-        # 2 CPU threads). A fused optimizer unscales fp16 gradients inside its own step, after our clipping
-        # would have read them still scaled, so with a loss scaler (16-mixed) the foreach one is used.
-        fused = getattr(self.trainer.precision_plugin, "scaler", None) is None
+        # Fused AdamW, in every precision: one kernel for all weights (AdamW.step 6.8 -> 3.0 ms a step for
+        # the demo model on 2 CPU threads), and it skips a non-finite step on the device (found_inf), where
+        # GradScaler would read its flag on the host before any other optimizer's step. Lightning allows it
+        # under 16-mixed: it only refuses to clip for a fused optimizer (MixedPrecision.clip_gradients,
+        # pytorch_lightning/plugins/precision/amp.py), and this module clips, after unscaling itself.
         optimizer = torch.optim.AdamW(self.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.98),
-                                      weight_decay=opt_cfg.weight_decay, fused=fused)
+                                      weight_decay=opt_cfg.weight_decay, fused=True)
 
         def keep_fused(opt):  # a resumed checkpoint's param groups carry the flag they were saved with
             for group in opt.param_groups:
-                group["fused"] = fused
+                group["fused"] = True
 
         optimizer.register_load_state_dict_post_hook(keep_fused)
         total = self.trainer.estimated_stepping_batches  # inf when only trainer.max_time limits the run:

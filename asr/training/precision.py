@@ -95,11 +95,12 @@ def model_step_seconds(model: torch.nn.Module, n_mels: int, shapes: list[tuple[i
     return seconds
 
 
-def probe_batches(durations: list[float], max_batch_seconds: float, n: int = 8) -> list[tuple[int, int]]:
-    """(utterances, feature frames) of `n` batches the duration sampler makes of `durations`, spread over
-    its batches from the fewest frames to the most (a step takes about 0.1-0.3 s on a CPU: auto_precision's
-    six passes over them take about 8 s)."""
-    batches = pack_by_duration(durations, max_batch_seconds)
+def probe_batches(durations: list[float], max_batch_seconds: float, n: int = 8,
+                  multiple: int = 1) -> list[tuple[int, int]]:
+    """(utterances, feature frames) of `n` batches the duration sampler makes of `durations` (with the
+    run's data.batch_multiple), spread over its batches from the fewest frames to the most (a step takes
+    about 0.1-0.3 s on a CPU: auto_precision's six passes over them take about 8 s)."""
+    batches = pack_by_duration(durations, max_batch_seconds, multiple)
     shapes = sorted(((len(b), int(num_frames(torch.tensor(int(max(durations[i] for i in b) * SAMPLE_RATE)))))
                      for b in batches), key=lambda shape: shape[0] * shape[1])
     n = min(n, len(shapes))

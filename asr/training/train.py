@@ -69,7 +69,8 @@ def train(config: Config, resume: bool = False) -> Path:
     if config.trainer.get("precision") == "auto":  # decided once, then saved in config.yaml and every checkpoint
         data.setup("fit")
         rows = data.train_rows  # None when streaming shards: no durations at hand, demo-like batches stand in
-        shapes = (probe_batches([r["duration"] for r in rows], config.data.max_batch_seconds) if rows
+        shapes = (probe_batches([r["duration"] for r in rows], config.data.max_batch_seconds,
+                                multiple=config.data.batch_multiple) if rows
                   else [(6, 250 + 30 * k) for k in range(8)])
         resolve_precision(config, lambda bf16: model_step_seconds(module.model.network, config.features.n_mels,
                                                                   shapes, bf16))
