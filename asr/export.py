@@ -245,7 +245,7 @@ def render_card(card: dict, out: Path, int8: bool) -> str:
              f"`asr.load_model(\"{out.name}\")`: numpy, soundfile, soxr and onnxruntime are all it needs.", "",
              "## Model", "", f"- {card['architecture']}", f"- {card['parameters']:,} parameters; input 16 kHz mono audio", "",
              "## Training data", "", f"- manifests: {', '.join(f'`{m}`' for m in train['manifests']) or 'not recorded'}",
-             f"- {hours}", f"- {train['steps']} optimizer steps, {train['epochs']} epochs" if train.get("steps") else
+             f"- {hours}", f"- {train['steps']:,} optimizer steps, saved in epoch {train['epochs']}" if train.get("steps") else
              "- steps: not recorded in this checkpoint", f"- licence of the data: {card['license'] or 'not stated (set data.license in the training config)'}"]
     if train.get("averaged_from"):
         lines.append(f"- weights averaged over {len(train['averaged_from'])} checkpoints")
