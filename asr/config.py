@@ -25,7 +25,7 @@ class DataConfig:
     train: str | list[str] | None = None  # manifest(s) (.jsonl), or a shards.json index to stream from
     val: str | list[str] | None = None
     max_batch_seconds: float = 200.0  # padded audio per batch
-    batch_multiple: int = 1  # cuDNN's persistent LSTM kernel wants batch % 8 == 0 and <= 128: 8 on GPU, 1 (off) on CPU
+    batch_multiple: int = 1  # round batches down to a multiple of this many utterances: cuDNN's persistent LSTM kernel wants batch % 8 == 0 (8 for GPU configs; 1 = off)
     max_duration: float = 35.0  # longer utterances are left out of training
     num_workers: int = 2
     speed_perturb: list[float] | None = None  # e.g. [0.9, 1.1]

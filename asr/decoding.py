@@ -40,7 +40,7 @@ class Word:
 
 def log_softmax(logits) -> np.ndarray:
     """(..., V) logits (a NumPy array, or a torch tensor on any device) -> float32 log posteriors."""
-    x = to_numpy(logits).astype(np.float32)
+    x = to_numpy(logits).astype(np.float32, copy=False)
     top = x.max(axis=-1, keepdims=True)
     return x - (top + np.log(np.exp(x - top).sum(axis=-1, keepdims=True)))
 

@@ -86,6 +86,14 @@ def _onnxruntime() -> str:
     return f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())}): exported models"
 
 
+def _soxr() -> str:
+    import numpy as np
+    import soxr
+
+    assert len(soxr.resample(np.zeros(4410, dtype="float32"), 44100, 16000)) == 1600
+    return f"soxr {version('soxr')}: resampling to 16 kHz"
+
+
 def _sentencepiece() -> str:
     import sentencepiece
 
@@ -126,7 +134,7 @@ def _espeak() -> str:
 
 
 CHECKS = {"torchaudio": _torchaudio, "flashlight-text": _flashlight, "onnxruntime": _onnxruntime, "sentencepiece": _sentencepiece,
-          "soundfile": _soundfile, "librosa": _librosa, "espeak-ng": _espeak}
+          "soundfile": _soundfile, "soxr": _soxr, "librosa": _librosa, "espeak-ng": _espeak}
 TRAIN_ONLY = {"torchaudio", "librosa", "espeak-ng"}  # pieces of `pip install "asr[train]"`
 
 

@@ -9,7 +9,7 @@
 
 The log-mel is computed with a DFT matrix instead of torch.stft (the ONNX exporter cannot take the
 complex STFT); `DFTLogMel` equals `features.LogMel` within float rounding, and the export itself
-checks the ONNX model's logits against the PyTorch model's before it writes anything.
+checks the ONNX model's logits against the PyTorch model's: a model that fails the check is not written.
 """
 import copy
 import json
@@ -126,31 +126,41 @@ def export(checkpoint, out, int8: bool = False, decoding=None, log=print) -> Pat
     from asr.checkpoint import load_model_and_tokenizer, read_checkpoint
 
     checkpoint, out = Path(checkpoint), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise file_error(out, "exists and is not an empty folder: choose a new one")
     model, tokenizer, info = load_model_and_tokenizer(checkpoint, "cpu")
-    if out.exists() and any(out.iterdir()):
-        raise file_error(out, "the output folder exists and is not empty: choose a new one")
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / ONNX_FILE
-    export_onnx(model, onnx_path)
-    fp32_error = compare(model, onnx_path)
-    if fp32_error > CHECK_TOLERANCE:
-        raise ASRError(f"{checkpoint}: the ONNX graph's logits differ from PyTorch's by {fp32_error:.2g} "
-                       f"(more than {CHECK_TOLERANCE:g}); not exported")
-    int8_error = None
-    if int8:
-        quantize_int8(onnx_path)
-        int8_error = compare(model, onnx_path)
-    ckpt = read_checkpoint(checkpoint)
-    card = model_card(checkpoint, ckpt, model, fp32_error, int8_error)
-    description = {"format": EXPORT_FORMAT, "sample_rate": SAMPLE_RATE, "frame_samples": model.frame_samples,
-                   "weights": "int8" if int8 else "float32", "model_args": info["model_args"],
-                   "tokenizer": info["tokenizer"], "card": card}
-    (out / INFO_FILE).write_text(json.dumps(description, indent=1) + "\n")
-    (out / "MODEL.md").write_text(render_card(card, out, int8))
-    if decoding:
-        copy_decoding(Path(decoding), out)
+    # Everything is written and checked in a folder beside `out`, renamed to `out` only at the end:
+    # a failed export leaves nothing behind.
+    work = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        onnx_path = work / ONNX_FILE
+        export_onnx(model, onnx_path)
+        fp32_error = compare(model, onnx_path)
+        if fp32_error > CHECK_TOLERANCE:
+            raise ASRError(f"{checkpoint}: the ONNX graph's logits differ from PyTorch's by {fp32_error:.2g} "
+                           f"(more than {CHECK_TOLERANCE:g}); not exported")
+        int8_error = None
+        if int8:
+            quantize_int8(onnx_path)
+            int8_error = compare(model, onnx_path)
+        card = model_card(checkpoint, read_checkpoint(checkpoint), model, fp32_error, int8_error)
+        description = {"format": EXPORT_FORMAT, "sample_rate": SAMPLE_RATE, "frame_samples": model.frame_samples,
+                       "weights": "int8" if int8 else "float32", "model_args": info["model_args"],
+                       "tokenizer": info["tokenizer"], "card": card}
+        (work / INFO_FILE).write_text(json.dumps(description, indent=1) + "\n")
+        (work / "MODEL.md").write_text(render_card(card, out, int8))
+        if decoding:
+            copy_decoding(Path(decoding), work)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
-    log(f"{out}: {ONNX_FILE} ({onnx_path.stat().st_size / 1e6:.1f} MB, {'int8' if int8 else 'float32'}), "
+    log(f"{out}: {ONNX_FILE} ({(out / ONNX_FILE).stat().st_size / 1e6:.1f} MB, {'int8' if int8 else 'float32'}), "
         f"{INFO_FILE}, MODEL.md{', decoding.yaml' if decoding else ''}; {size:.1f} MB in all. "
         f"Largest logit difference from PyTorch: {fp32_error:.1e}" + (f" (int8: {int8_error:.2f})" if int8 else ""))
     return out
@@ -211,6 +221,8 @@ def training_hours(manifests: list[str]) -> dict:
 
     total, utterances = 0.0, 0
     for name in dict.fromkeys(manifests):
+        if not str(name).endswith(".jsonl"):  # a shards.json index: streamed, not counted here
+            return {}
         try:
             rows = read_manifest(name)
         except ASRError:
@@ -221,10 +233,10 @@ def training_hours(manifests: list[str]) -> dict:
 
 
 def evaluations(checkpoint: Path) -> list[dict]:
-    """Every `asr evaluate` summary.json under the checkpoint's run folder scored with these very weights."""
+    """Every `asr evaluate` report (RUN/*/summary.json) in the checkpoint's run folder scored with these very weights."""
     run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     sha, found = fingerprint(checkpoint), []
-    for summary_path in sorted(run.glob("**/summary.json")):
+    for summary_path in sorted(run.glob("*/summary.json")):  # the report folders evaluate writes by default
         try:
             summary = json.loads(summary_path.read_text())
         except (ValueError, OSError):
@@ -239,7 +251,7 @@ def evaluations(checkpoint: Path) -> list[dict]:
 def render_card(card: dict, out: Path, int8: bool) -> str:
     train, export = card["training"], card["export"]
     hours = (f"{train['hours']} h in {train['utterances']:,} utterances" if "hours" in train
-             else "not counted: the manifests were not readable where `asr export` ran")
+             else "hours not counted: streamed shards, or manifests not readable where `asr export` ran")
     lines = [f"# {out.name}", "", f"Exported from `{card['source_checkpoint']}` with `asr export`"
              f"{' --int8' if int8 else ''}. Run it with `asr transcribe --model {out.name} FILE...` or "
              f"`asr.load_model(\"{out.name}\")`: numpy, soundfile, soxr and onnxruntime are all it needs.", "",

@@ -6,7 +6,7 @@
 
 so windowing, batching and decoding (asr.transcribe) are one code path for both. Loading an exported
 folder imports neither torch nor any training code: it runs where only numpy, soundfile, soxr and
-onnxruntime are installed (`pip install "asr[runtime]"`).
+onnxruntime are installed (`pip install asr`, without the "train" extra).
 """
 import hashlib
 import json
@@ -59,7 +59,8 @@ def load_exported(folder: Path, device: str = "auto"):
                                     f"the one this version of asr reads ({EXPORT_FORMAT}): export the model again")
     try:
         tokenizer = tokenizer_from_dict(info["tokenizer"])
-        network = OnnxNetwork(onnx_path, info["frame_samples"], device)
+        # Dynamically quantised ops run on the CPU only: an int8 model stays there unless told otherwise.
+        network = OnnxNetwork(onnx_path, info["frame_samples"], "cpu" if device == "auto" and info.get("weights") == "int8" else device)
     except (KeyError, TypeError, ValueError) as e:
         raise file_error(info_path, f"incomplete model description ({type(e).__name__}: {e})") from None
     return network, tokenizer, info
@@ -95,30 +96,37 @@ class TorchNetwork:
 class OnnxNetwork:
     """An exported model.onnx (front end included: waveforms in, logits out) in an onnxruntime session.
 
-    `threads`: onnxruntime's intra-op threads (default: one per physical core). device "cuda" uses
-    onnxruntime's CUDA provider when the installed onnxruntime has it (onnxruntime-gpu)."""
+    `threads`: onnxruntime's intra-op threads (default: one per physical core). device "cuda" or "cuda:N"
+    needs onnxruntime's CUDA provider (onnxruntime-gpu, installed instead of onnxruntime); "auto" uses it
+    when it is there."""
 
     def __init__(self, path, frame_samples: int, device: str = "auto", threads: int | None = None):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ASRError('running an exported model needs onnxruntime: pip install "asr[runtime]" '
-                           "(or pip install onnxruntime)") from None
+            raise ASRError("running an exported model needs onnxruntime: pip install onnxruntime") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its shape-inference notes are not the user's business
         if threads:
             options.intra_op_num_threads = threads
-        available = ort.get_available_providers()
-        if device == "cuda" and "CUDAExecutionProvider" not in available:
-            raise ASRError(f"device cuda: this onnxruntime has no CUDA provider ({', '.join(available)}); "
-                           f"install onnxruntime-gpu")
-        providers = ["CUDAExecutionProvider"] if device in ("cuda", "auto") and "CUDAExecutionProvider" in available else []
+        available, wants_cuda = ort.get_available_providers(), device.startswith("cuda")
+        if wants_cuda and "CUDAExecutionProvider" not in available:
+            raise ASRError(f"device {device}: this onnxruntime has no CUDA provider ({', '.join(available)}); "
+                           f"pip uninstall onnxruntime, then pip install onnxruntime-gpu")
+        providers = ["CPUExecutionProvider"]
+        if (wants_cuda or device == "auto") and "CUDAExecutionProvider" in available:
+            # HEURISTIC: every new audio length is a new convolution shape, which EXHAUSTIVE would time anew
+            cuda = {"device_id": int(device.partition(":")[2] or 0), "cudnn_conv_algo_search": "HEURISTIC"}
+            providers.insert(0, ("CUDAExecutionProvider", cuda))
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers + ["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for a damaged file
             raise file_error(path, f"not a loadable ONNX model ({str(e).strip().splitlines()[0][:200]})") from None
         self.frame_samples = int(frame_samples)
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        if wants_cuda and self.device != "cuda":  # listed, but its CUDA or cuDNN libraries did not load
+            raise ASRError(f"device {device}: onnxruntime's CUDA provider did not load (CUDA/cuDNN libraries "
+                           f"missing?); use device cpu")
 
     def __call__(self, audio: np.ndarray, audio_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, lengths = self.session.run(None, {"audio": np.ascontiguousarray(audio, np.float32),

@@ -20,7 +20,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE, check_samples, load_audio, to_mono_16k
 from asr.config import from_plain
 from asr.data.batching import pack_by_duration, pad
-from asr.decoding import Hypothesis, Word, greedy, words_with_times
+from asr.decoding import Hypothesis, Word, greedy, to_numpy, words_with_times
 from asr.errors import ASRError, file_error
 
 WINDOW_S = 20  # audio longer than this is transcribed in windows of this length (about the
@@ -260,8 +260,8 @@ class Model:
 
 def as_wave(audio, sample_rate: int) -> np.ndarray:
     """A 1-D NumPy array or torch tensor of float samples at `sample_rate` -> float32 at 16 kHz, checked."""
-    if hasattr(audio, "detach"):  # a torch tensor (duck-typed: torch need not be installed)
-        audio = audio.detach().cpu().numpy()
+    if hasattr(audio, "detach"):  # a torch tensor (duck-typed: torch need not be installed); bf16 -> float32
+        audio = to_numpy(audio)
     if not isinstance(audio, np.ndarray):
         raise ASRError(f"expected a path, a NumPy array or a torch tensor, got {type(audio).__name__}")
     if audio.ndim != 1:

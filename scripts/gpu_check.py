@@ -2,7 +2,7 @@
 batch shape, the LSTM's two directions in sequence vs on two CUDA streams, the host syncs of a step,
 the top kernels of a profile, and a short `asr train` through Lightning in 16-mixed.
 
-    bash scripts/gpu_check.sh                          (a bare GPU machine: installs the carried wheels)
+    bash scripts/gpu_check.sh                          (a bare GPU machine: installs the wheels in .whl/)
     OUT=gpu-check-out python scripts/gpu_check.py      (where `asr` already imports)
     python scripts/gpu_check.py --device cpu --quick   (a dry run on tiny shapes, about a minute)
 

@@ -54,7 +54,7 @@ def test_the_python_api_raises_the_same_one_line_error(mismatched_torchaudio):
 def test_doctor_tries_every_native_piece(capsys):
     main(["doctor"])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines] == ["torch", "flashlight-text", "onnxruntime", "sentencepiece", "soundfile",
+    assert [line.split()[1] for line in lines] == ["torch", "flashlight-text", "onnxruntime", "sentencepiece", "soundfile", "soxr",
                                                    "librosa", "espeak-ng"]
     assert all(line.startswith("ok  ") for line in lines)
 

@@ -137,16 +137,23 @@ class CTCModule(pl.LightningModule):
 
     @skipped_steps.setter
     def skipped_steps(self, count: int):
-        self._skips = torch.tensor([float(count), 0.0])  # (2,): in all, and in a row
+        # (3,): in all, in a row now, and the longest run in a row since the host last looked
+        self._skips = torch.tensor([float(count), 0.0, 0.0])
 
     def _count_skip(self, non_finite: torch.Tensor):
         """Add this step's () 0/1 flag to the device's skip counts; every STOP_CHECK_EVERY steps, stop
-        the run if MAX_SKIPPED_IN_A_ROW or more steps in a row were skipped."""
-        total, in_a_row = self._skips.to(non_finite.device).unbind()
-        self._skips = torch.stack([total + non_finite, (in_a_row + non_finite) * non_finite])
+        the run if MAX_SKIPPED_IN_A_ROW or more steps in a row were skipped at any point since the last
+        look (a run of skips that ended between two looks counts too)."""
+        total, in_a_row, longest = self._skips.to(non_finite.device).unbind()
+        in_a_row = (in_a_row + non_finite) * non_finite
+        self._skips = torch.stack([total + non_finite, in_a_row, torch.maximum(longest, in_a_row)])
         self.log("skipped_steps", self._skips[0])
         self._hook_calls += 1
-        if self._hook_calls % STOP_CHECK_EVERY or (in_a_row := int(self._skips[1])) < MAX_SKIPPED_IN_A_ROW:
+        if self._hook_calls % STOP_CHECK_EVERY:
+            return
+        in_a_row = int(self._skips[2])  # the guard's one host read, every STOP_CHECK_EVERY steps
+        self._skips[2] = self._skips[1]
+        if in_a_row < MAX_SKIPPED_IN_A_ROW:
             return
         raise ASRError(
             f"training stopped at step {self.global_step}: {in_a_row} steps in a row had a non-finite "
@@ -211,9 +218,13 @@ class CTCModule(pl.LightningModule):
         optimizer = torch.optim.AdamW(self.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.98),
                                       weight_decay=opt_cfg.weight_decay, fused=True)
 
-        def keep_fused(opt):  # a resumed checkpoint's param groups carry the flag they were saved with
-            for group in opt.param_groups:
-                group["fused"] = True
+        def keep_fused(opt):  # a resumed checkpoint's param groups carry the flag they were saved with,
+            for group in opt.param_groups:  # and an unfused one's step counts sit on the CPU: the fused
+                group["fused"] = True  # kernel wants them as float32 beside the weights
+                for p in group["params"]:
+                    state = opt.state.get(p, {})
+                    if torch.is_tensor(state.get("step")):
+                        state["step"] = state["step"].to(p.device, torch.float32)
 
         optimizer.register_load_state_dict_post_hook(keep_fused)
         total = self.trainer.estimated_stepping_batches  # inf when only trainer.max_time limits the run:
