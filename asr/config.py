@@ -44,7 +44,23 @@ class SpecAugmentConfig:
 @dataclass
 class NoiseConfig:
     snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])
-    prob: float = 0.0  # the share of training utterances that get white or pink noise
+    prob: float = 0.0  # the share of training utterances that get noise
+    kinds: list[str] = field(default_factory=lambda: ["white", "pink"])  # drawn per utterance: white | pink | brown | hum | babble
+
+
+@dataclass
+class ReverbConfig:
+    prob: float = 0.0  # the share of training utterances heard in a simulated room
+    rt60: list[float] = field(default_factory=lambda: [0.2, 0.8])  # reverberation time, seconds
+    distance: list[float] = field(default_factory=lambda: [0.5, 3.0])  # talker to microphone, metres
+    rooms: int = 200  # impulse responses simulated when training starts (about 10 ms each), drawn per utterance
+
+
+@dataclass
+class ChannelConfig:
+    prob: float = 0.0  # share with a random microphone/equaliser response and band limits
+    telephone: float = 0.0  # share sent through an 8 kHz mu-law telephone line
+    clip: float = 0.0  # share clipped at 20-70% of their peak
 
 
 @dataclass
@@ -63,6 +79,8 @@ class FeaturesConfig:
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     vtlp: float = 0.0  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    reverb: ReverbConfig = field(default_factory=ReverbConfig)
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
 
 
 @dataclass

@@ -3,7 +3,8 @@ import numpy as np
 import torch
 
 from asr.features import HOP_LENGTH, N_FFT, N_MELS, Frontend, LogMel, normalize_features, num_frames, taper_edges
-from asr.training.augment import AddNoise, Augmentation, FrequencyWarp, SpecAugment
+from asr.training.acoustics import AddNoise
+from asr.training.augment import Augmentation, FrequencyWarp, SpecAugment
 
 # Stated tolerance: torchaudio (float32 FFT) vs librosa (float64 reference) log-mel energies agree
 # within 1e-3 in natural-log units (0.004 dB) wherever the energy is above 1e-6 of the peak (below that, float32 rounding dominates).

@@ -1,6 +1,6 @@
-"""Training-only augmentation on the device: noise on the waveform, VTLP on the log-mel, SpecAugment on the
-normalised features. `Augmentation` plugs into the inference model's input chain (asr.features.Frontend)
-at those three points; the inference model itself never holds any of it."""
+"""Training-only augmentation on the device: rooms, noises and channels on the waveform (asr.training.acoustics),
+VTLP on the log-mel, SpecAugment on the normalised features. `Augmentation` plugs into the inference model's
+input chain (asr.features.Frontend) at those three points; the inference model itself never holds any of it."""
 import math
 
 import torch
@@ -9,58 +9,34 @@ import torch.nn as nn
 from asr.audio import SAMPLE_RATE
 from asr.config import FeaturesConfig
 from asr.features import N_MELS
+from asr.training.acoustics import AddNoise, Channel, Reverb, room_impulse_responses
 
 
 class Augmentation(nn.Module):
     """The three hooks Frontend calls in training; each is the identity in eval mode."""
 
-    def __init__(self, features: FeaturesConfig):
+    def __init__(self, features: FeaturesConfig, seed: int = 0):
         super().__init__()
-        self.noise = AddNoise(features.noise.snr_db, features.noise.prob)
+        room = features.reverb
+        rirs = (room_impulse_responses(room.rooms, seed, room.rt60, room.distance) if room.prob > 0
+                else torch.zeros(0, 1))
+        self.reverb = Reverb(rirs, room.prob)
+        self.noise = AddNoise(features.noise.snr_db, features.noise.prob, features.noise.kinds)
+        self.channel = Channel(features.channel.prob, features.channel.telephone, features.channel.clip)
         self.warp = FrequencyWarp(features.n_mels, max_warp=features.vtlp)
         self.specaugment = SpecAugment(**vars(features.specaugment))
 
     def waveform(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
-        return self.noise(audio, audio_lens)
+        # The order sound takes: a room, noise in it, then the microphone and line that record both.
+        audio = self.reverb(audio, audio_lens)
+        audio = self.noise(audio, audio_lens)
+        return self.channel(audio, audio_lens)
 
     def log_mel(self, feats: torch.Tensor) -> torch.Tensor:
         return self.warp(feats)
 
     def features(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.specaugment(feats, lengths)
-
-
-class AddNoise(nn.Module):
-    """Additive white or pink (1/f) noise at a random SNR per training utterance, on the device.
-
-    Real recordings come with hiss and hum at SNRs that clean training data never shows; a model that
-    has only heard quiet rooms mistakes noise for fricatives. `prob` of the utterances get noise at an
-    SNR drawn uniformly in `snr_db` (speech power over noise power, measured on the real samples).
-    """
-
-    def __init__(self, snr_db=(10.0, 30.0), prob: float = 0.0):
-        super().__init__()
-        self.snr_db, self.prob = tuple(snr_db), prob
-
-    def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
-        """(B, S) waveforms, (B,) sample counts -> (B, S); padding stays zero."""
-        if not self.training or self.prob <= 0:
-            return audio
-        batch, samples = audio.shape
-        real = (torch.arange(samples, device=audio.device)[None, :] < audio_lens[:, None]).float()
-        noise = torch.randn(batch, samples, device=audio.device)
-        pink = torch.rand(batch, device=audio.device) < 0.5
-        if pink.any():  # scale each frequency bin by 1/sqrt(f): power falls as 1/f
-            spec = torch.fft.rfft(noise[pink])
-            spec[:, 1:] /= torch.arange(1, spec.shape[1], device=audio.device).sqrt()
-            noise[pink] = torch.fft.irfft(spec, n=samples)
-        count = audio_lens.clamp(min=1).float()
-        speech_power = (audio.float() ** 2 * real).sum(1) / count
-        noise_power = (noise**2 * real).sum(1) / count
-        snr = torch.empty(batch, device=audio.device).uniform_(*self.snr_db)
-        gain = torch.sqrt(speech_power / noise_power.clamp(min=1e-12) / 10 ** (snr / 10))
-        gain = gain * (torch.rand(batch, device=audio.device) < self.prob)
-        return audio + (noise * gain[:, None] * real).to(audio.dtype)
 
 
 _MEL_LOG_STEP = math.log(6.4) / 27  # Slaney: 27 mel per factor 6.4 above 1 kHz (= 15 mel)

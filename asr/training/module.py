@@ -49,7 +49,7 @@ class CTCModule(pl.LightningModule):
             self.model = ASRModel(**model_args(config, tokenizer.vocab_size))
         except (TypeError, ValueError, KeyError) as e:
             raise ASRError(f"config section 'model'/'features': {e}") from None
-        self.augment = Augmentation(config.features)  # identity in eval mode
+        self.augment = Augmentation(config.features, config.seed)  # identity in eval mode
         self.char_tokenizer = CharTokenizer(CHAR_CTC_CHARS)
         self._val_sums = torch.zeros(4)  # word errors, words, char errors, chars
         self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
