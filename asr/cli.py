@@ -53,7 +53,7 @@ def cmd_synth(args):
     manifests = synthesize_corpus(args.out, train_utts=args.train_utts, dev_utts=args.dev_utts,
                                   test_utts=args.test_utts, vocab_size=args.vocab_size, seed=args.seed,
                                   words=words, sentence_words=sentence_words, sample_rate=args.sample_rate,
-                                  workers=args.workers)
+                                  workers=args.workers, text=args.text, codec_prob=args.codec_prob)
     for name, path in manifests.items():
         print(f"{name}\t{path}")
 
@@ -247,6 +247,10 @@ def parser() -> argparse.ArgumentParser:
     syn.add_argument("--words", help="your own word list instead (comma/space separated), drawn uniformly")
     syn.add_argument("--words-per-utterance", default="4-14", help="N or MIN-MAX (default 4-14)")
     syn.add_argument("--sample-rate", type=int, default=16000, help="rate of the written FLAC files")
+    syn.add_argument("--text", nargs="+", metavar="FILE_OR_DIR",
+                     help="read real sentences from these text files (or folders of .txt) instead of random words")
+    syn.add_argument("--codec-prob", type=float, default=0.0,
+                     help="share of utterances sent through a low-bit-rate mp3/vorbis/opus codec (default 0)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--workers", type=int, default=2)
     syn.set_defaults(func=cmd_synth)

@@ -132,3 +132,45 @@ def test_own_word_list_one_word_per_utterance_at_8khz(tmp_path):
         assert len(r["words"]) == 1 and 0 <= r["words"][0][1] < r["words"][0][2] <= r["duration"]
     with pytest.raises(ASRError, match="plain English words"):
         _build(tmp_path / "bad", words=["hello", "c3po"])
+
+
+def test_real_sentences_from_a_text_file_each_split_its_own(tmp_path):
+    prose = ("*** START OF THE PROJECT GUTENBERG EBOOK X ***\nThe old house stood on a hill above the\n"
+             "river. Nobody had lived in it for years.\n\n")
+    prose += "\n".join(f"Sentence number {w} was read aloud by the teacher today." for w in
+                       "one two three four five six seven eight nine ten eleven twelve thirteen".split())
+    prose += "\nIn 1850 the town had a mill.\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nLicence text here is long."
+    (tmp_path / "book.txt").write_text(prose)
+    rows = _build(tmp_path / "corpus", train_utts=20, dev_utts=3, test_utts=3, text=[tmp_path / "book.txt"],
+                  workers=1, codec_prob=0.5)
+    texts = {split: [r["text"] for r in rows[split]] for split in SPLITS}
+    allowed = {"THE OLD HOUSE STOOD ON A HILL ABOVE THE RIVER", "NOBODY HAD LIVED IN IT FOR YEARS"} | {
+        f"SENTENCE NUMBER {w} WAS READ ALOUD BY THE TEACHER TODAY" for w in
+        "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE THIRTEEN".split()}
+    assert set(sum(texts.values(), [])) <= allowed  # no digits, no licence, the wrapped sentence joined
+    assert not set(texts["train"]) & (set(texts["dev"]) | set(texts["test"]))  # held-out sentences
+    assert len(set(texts["test"] + texts["dev"])) == 6
+    # the new manifest fields read back; the codec keeps each file's length and rate
+    assert {r["engine"] for r in rows["train"]} == {"espeak-ng"} and all("+" in r["voice"] or r["voice"] for r in rows["train"])
+    channels = {r["channel"] for split in SPLITS for r in rows[split]}
+    assert "clean" in channels and channels - {"clean"} <= {"mp3", "vorbis", "opus"} and len(channels) > 1
+    for r in rows["train"][:6]:
+        info = sf.info(r["audio"])
+        assert info.samplerate == 16000 and abs(info.frames / 16000 - r["duration"]) < 0.002
+        assert len(r["words"]) == len(r["text"].split())
+    corpus = json.loads((tmp_path / "corpus" / "corpus.json").read_text())
+    assert corpus["sentences"] == 15 and corpus["codec_prob"] == 0.5
+    with pytest.raises(ASRError, match="too few"):
+        _build(tmp_path / "small", train_utts=5, dev_utts=10, test_utts=10, text=[tmp_path / "book.txt"], workers=1)
+
+
+def test_codec_round_trip_keeps_length_and_rate_and_changes_the_sound():
+    from asr.data.synth import CODECS, codec_roundtrip
+
+    t = np.arange(16000 * 2) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))).astype(np.float32)
+    for codec in CODECS:
+        for rate in (16000, 22050):
+            out = codec_roundtrip(tone, rate, codec, 0.95)
+            assert out.dtype == np.float32 and len(out) == len(tone)
+            assert 0 < np.mean((out - tone) ** 2) < np.mean(tone**2)  # lossy, yet still the tone

@@ -53,6 +53,8 @@ PAD_S = (0.1, 0.2)  # silence kept before the first and after the last word
 SENTENCE_WORDS = (4, 14)
 FLATTEN = 0.5  # word weight = rank ** -FLATTEN: flatter than Zipf, so rare words recur
 SHARD = 50  # utterances per fresh process (see the module docstring)
+CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "vorbis": ("OGG", "VORBIS"), "opus": ("OGG", "OPUS")}
+CODEC_LEVEL = (0.6, 0.95)  # libsndfile's compression level, 1 = the lowest bit rate (its mp3 encoder refuses 1.0)
 SILENCE_DB = -50  # a 10 ms frame this far below the loudest one is silence (espeak's is digital zero)
 # Frequent tokens that are not English words or that espeak expands (etc -> "et cetera"): foreign
 # function words, abbreviations, contractions without their apostrophe, web jargon; and profanity.
@@ -112,6 +114,22 @@ def _sentences(vocab, counts, rng, sentence_words=SENTENCE_WORDS, flatten=FLATTE
     return out
 
 
+def _real_sentences(sentences, counts, rng) -> list[list[tuple[str, str]]]:
+    """Per count, (TEXT, spoken form) pairs of real sentences in random order. Every split but the last
+    (training) gets sentences of its own; training cycles through the rest when it wants more utterances
+    than there are sentences left (each then spoken by other voices)."""
+    order = rng.permutation(len(sentences))
+    if sum(counts[:-1]) >= len(sentences):
+        raise ASRError(f"synth: {len(sentences)} sentences are too few for {sum(counts[:-1])} held-out utterances "
+                       "and a training split: give more text")
+    out, start = [], 0
+    for k, n in enumerate(counts):
+        idx = order[start: start + n] if k < len(counts) - 1 else order[start:][np.arange(n) % (len(order) - start)]
+        start += n
+        out.append([(sentences[i].text, sentences[i].spoken) for i in idx])
+    return out
+
+
 def _fill_starts(starts, words, first, last) -> list[float]:
     """Times for words without an event: espeak folds some short words into a neighbour ("of a",
     a final "for the") and reports one start for both; share that span in proportion to letters."""
@@ -153,6 +171,8 @@ def _render(job) -> dict:
         noise = np.fft.irfft(spec)[: len(clip)]
     noise *= np.sqrt(np.mean(speech**2) / np.mean(noise**2) / 10 ** (job["snr_db"] / 10))
     clip = np.clip(clip + noise, -1, 32767 / 32768).astype(np.float32)
+    if job.get("codec"):
+        clip = codec_roundtrip(clip, out_sr, job["codec"], job["codec_level"])
     path = Path(job["path"])
     path.parent.mkdir(parents=True, exist_ok=True)
     flac = io.BytesIO()  # encode in memory, write once: libsndfile's many small writes and seeks are 10x slower
@@ -161,7 +181,23 @@ def _render(job) -> dict:
     words = [[w, round(max(s, first) + lead - first, 3), round(min(e, last) + lead - first, 3)]
              for w, s, e in zip(job["text"].split(), starts, ends)]
     return {"id": path.stem, "audio": job["audio"], "duration": round(len(clip) / out_sr, 3),
-            "text": job["text"], "speaker": str(job["speaker"]), "words": words}
+            "text": job["text"], "speaker": str(job["speaker"]), "words": words,
+            "engine": "espeak-ng", "voice": job["voice"], "channel": job.get("codec") or "clean"}
+
+
+def codec_roundtrip(audio: np.ndarray, sample_rate: int, codec: str, level: float) -> np.ndarray:
+    """Through a lossy codec (mp3 | vorbis | opus, libsndfile) and back: the same length and rate, the
+    codec's smearing and band limits. `level` 0-1: libsndfile's compression level (1 = lowest bit rate)."""
+    fmt, subtype = CODECS[codec]
+    rate = 48000 if codec == "opus" and sample_rate not in (8000, 12000, 16000, 24000, 48000) else sample_rate
+    coded = io.BytesIO()
+    sf.write(coded, soxr.resample(audio, sample_rate, rate) if rate != sample_rate else audio, rate,
+             format=fmt, subtype=subtype, compression_level=level)
+    coded.seek(0)
+    out, got = sf.read(coded, dtype="float32")
+    out = soxr.resample(out, got, sample_rate) if got != sample_rate else out
+    out = np.pad(out, (0, max(0, len(audio) - len(out))))[: len(audio)]  # encoder padding trimmed, any gap filled
+    return np.clip(out, -1, 32767 / 32768).astype(np.float32)
 
 
 def _render_shard(jobs) -> list[dict]:
@@ -177,15 +213,16 @@ def _voices() -> dict[int, str]:
 
 
 def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_rate=SAMPLE_RATE,
-          flatten=FLATTEN) -> list[dict]:
+          flatten=FLATTEN, sentences=None, codec_prob=0.0) -> list[dict]:
     """Everything random about each utterance, decided here so that workers only execute."""
     voices = _voices()
     ids = np.random.default_rng([seed, 1]).permutation(sorted(voices)).tolist()
     n_test, n_dev = HELD_OUT_SPEAKERS["test"], HELD_OUT_SPEAKERS["dev"]
     speakers = {"test": ids[:n_test], "dev": ids[n_test: n_test + n_dev], "train": ids[n_test + n_dev:]}
     order = ("test", "dev", "train")  # held-out sentences first: they do not change with the training size
-    texts = dict(zip(order, _sentences(vocab, [counts[s] for s in order], np.random.default_rng([seed, 2]),
-                                       sentence_words, flatten)))
+    text_rng = np.random.default_rng([seed, 2])
+    texts = dict(zip(order, _real_sentences(sentences, [counts[s] for s in order], text_rng) if sentences
+                     else _sentences(vocab, [counts[s] for s in order], text_rng, sentence_words, flatten)))
     jobs, style = [], {}
     for split_no, split in enumerate(SPLITS):
         taken = {}
@@ -205,7 +242,11 @@ def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_
                 "range": np.clip(style[spk][2] + rng.uniform(-8, 8), 0, 100),
                 "snr_db": rng.uniform(*SNR_DB), "pink": bool(rng.random() < 0.5),
                 "peak_dbfs": rng.uniform(*PEAK_DBFS), "pads": tuple(rng.uniform(*PAD_S, size=2)),
-                "seed": int(rng.integers(2**31)), "sample_rate": sample_rate, "path": str(path), "audio": os.path.relpath(path, out / "manifests")})
+                "seed": int(rng.integers(2**31)), "sample_rate": sample_rate, "path": str(path),
+                "audio": os.path.relpath(path, out / "manifests")})
+            channel = np.random.default_rng([seed, 5, split_no, i])  # its own stream: the draws above stay as they were
+            if channel.random() < codec_prob:
+                jobs[-1].update(codec=str(channel.choice(list(CODECS))), codec_level=channel.uniform(*CODEC_LEVEL))
     return jobs
 
 
@@ -261,13 +302,17 @@ def _write_outputs(out: Path, jobs, rows, corpus) -> dict[str, Path]:
 
 def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300, vocab_size=3000, seed=0,
                       words=None, sentence_words=SENTENCE_WORDS, sample_rate=SAMPLE_RATE, workers=2,
-                      log=print) -> dict[str, Path]:
+                      text=None, codec_prob=0.0, log=print) -> dict[str, Path]:
     """Write the corpus under `out_dir`; returns {"train"|"dev"|"test": manifest path}.
 
     `words` replaces the built-in vocabulary (the `vocab_size` most frequent English words) with
     your own list, drawn uniformly: e.g. the ten digit words, one per utterance
     (`sentence_words=(1, 1)`), as extra voices for a small real corpus. `sample_rate` is the rate the
     FLAC files are written at (8000 matches telephone-band corpora such as FSDD).
+
+    `text`: text files or folders of them (asr.data.sentences): real sentences are read instead of random
+    words, each split with sentences of its own. `codec_prob` of the utterances go through a lossy codec
+    at a low bit rate (mp3, vorbis or opus) before they are written; each row names its `channel`.
     """
     counts = {"train": train_utts, "dev": dev_utts, "test": test_utts}
     if min(counts.values()) < 0 or (words is None and vocab_size < 20):
@@ -280,14 +325,26 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
         if not words or bad:
             raise ASRError(f"synth: word list must hold plain English words (letters and an apostrophe); "
                            f"got {bad[0] if bad else 'no words'!r}")
+    sentences = None
+    if text is not None:
+        from asr.data.sentences import read_sentences, text_files
+
+        sentences = read_sentences(text_files(text), (sentence_words[0], max(sentence_words[1], 4)))
+        if not sentences:
+            raise ASRError(f"synth: no speakable sentences in {', '.join(map(str, text_files(text)))}")
     out = Path(out_dir).resolve()
     _prepare_out_dir(out)
     started, workers = time.time(), max(1, workers)
     with _fresh_process_pool(workers) as pool:
         # The vocabulary is built in a worker: this process never loads espeak.
-        vocab = list(dict.fromkeys(words)) if words else pool.apply(_vocabulary, (vocab_size,))
-        log(f"synth: {len(vocab)} words, {sum(counts.values())} utterances, {workers} workers")
-        jobs = _plan(out, vocab, counts, seed, sentence_words, sample_rate, flatten=0 if words else FLATTEN)
+        if sentences:
+            vocab = sorted({w for s in sentences for w in s.text.split()})
+            log(f"synth: {len(sentences)} sentences ({len(vocab)} words), {sum(counts.values())} utterances, {workers} workers")
+        else:
+            vocab = list(dict.fromkeys(words)) if words else pool.apply(_vocabulary, (vocab_size,))
+            log(f"synth: {len(vocab)} words, {sum(counts.values())} utterances, {workers} workers")
+        jobs = _plan(out, vocab, counts, seed, sentence_words, sample_rate, flatten=0 if words else FLATTEN,
+                     sentences=sentences, codec_prob=codec_prob)
         rows, shards = [], [jobs[i: i + SHARD] for i in range(0, len(jobs), SHARD)]
         for k, shard_rows in enumerate(pool.imap(_render_shard, shards), 1):
             rows += shard_rows
@@ -298,6 +355,8 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
               "word_list": vocab if words else None, "sentence_words": list(sentence_words),
               "sample_rate": sample_rate, "rate_wpm": RATE_WPM, "pitch": PITCH, "pitch_range": PITCH_RANGE,
               "snr_db": SNR_DB, "peak_dbfs": PEAK_DBFS, "word_weight": "uniform" if words else f"rank^-{FLATTEN}",
+              "text": [str(p) for p in text_files(text)] if text is not None else None,
+              "sentences": len(sentences) if sentences else None, "codec_prob": codec_prob,
               "speakers": {str(s): voices[s] for s in sorted({job["speaker"] for job in jobs})}}
     manifests = _write_outputs(out, jobs, rows, corpus)
     hours = sum(r["duration"] for r in rows) / 3600
