@@ -85,9 +85,9 @@ def test_babble_is_other_talkers_of_the_batch():
     torch.manual_seed(0)
     audio = torch.zeros(3, 1000)
     audio[1] = 1.0  # only row 1 is non-silent: rows 0 and 2 hear it, row 1 hears only silence
-    mix = babble(audio, talkers=2)
+    mix = babble(audio, torch.tensor([0, 1, 2]), talkers=2)
     assert mix[1].abs().max() == 0 and mix[0].abs().min() > 0 and mix[2].abs().min() > 0
-    assert babble(audio[:1]).abs().max() == 0  # a batch of one has nobody else to hear
+    assert babble(audio[:1], torch.tensor([0])).abs().max() == 0  # a batch of one has nobody else to hear
 
 
 def test_telephone_keeps_length_and_level_band_and_is_quantised():

@@ -104,40 +104,40 @@ class Reverb(nn.Module):
 
 def coloured_noise(batch: int, samples: int, exponent: torch.Tensor, device) -> torch.Tensor:
     """(B, S) Gaussian noise whose power falls as 1/f**exponent (B,): 0 white, 1 pink, 2 brown."""
-    noise = torch.randn(batch, samples, device=device)
     if bool((exponent == 0).all()):
-        return noise
-    spec = torch.fft.rfft(noise)
+        return torch.randn(batch, samples, device=device)
+    size = 1 << (samples - 1).bit_length()  # a power-of-two FFT is several times faster
+    spec = torch.fft.rfft(torch.randn(batch, size, device=device))
     f = torch.arange(spec.shape[1], device=device, dtype=torch.float32).clamp(min=1)
-    spec = spec * f[None, :] ** (-exponent[:, None] / 2)
+    spec = spec * torch.exp(torch.log(f)[None, :] * (-exponent[:, None] / 2))
     spec[:, 0] = 0  # no DC offset
-    return torch.fft.irfft(spec, n=samples)
+    return torch.fft.irfft(spec, n=size)[:, :samples]
 
 
 def mains_hum(batch: int, samples: int, device) -> torch.Tensor:
     """(B, S) hum of 50 or 60 Hz mains with 8 harmonics of random amplitude and phase."""
-    t = torch.arange(samples, device=device, dtype=torch.float32) / SAMPLE_RATE
+    period = SAMPLE_RATE // 10  # 0.1 s holds whole cycles of 50 and 60 Hz: compute it once, then tile
+    t = torch.arange(period, device=device, dtype=torch.float32) / SAMPLE_RATE
     base = torch.where(torch.rand(batch, device=device) < 0.5, 50.0, 60.0)
     k = torch.arange(1, 9, device=device, dtype=torch.float32)
     amp = torch.rand(batch, 8, device=device) / k  # harmonics fade, but irregularly: buzz differs from hum
     phase = torch.rand(batch, 8, device=device) * 2 * math.pi
-    # (B, 8, S) is 8x the batch's audio: fine for hum on a minority of rows
     waves = torch.sin(2 * math.pi * base[:, None, None] * k[None, :, None] * t[None, None, :] + phase[..., None])
-    return (amp[..., None] * waves).sum(1)
+    return (amp[..., None] * waves).sum(1).repeat(1, -(-samples // period))[:, :samples]
 
 
-def babble(audio: torch.Tensor, talkers: int = 4) -> torch.Tensor:
-    """(B, S) -> (B, S): for each row, the sum of `talkers` other rows of the batch, each circularly shifted
-    by a random offset. Speech over speech, the noise that fools a recogniser most."""
+def babble(audio: torch.Tensor, rows: torch.Tensor, talkers: int = 4) -> torch.Tensor:
+    """(B, S) batch, (N,) row numbers -> (N, S): for each row, the sum of `talkers` other utterances of the
+    batch, each at unit power and circularly shifted by a random offset. Speech over speech: the noise that
+    fools a recogniser most. A batch of one has nobody else to hear: silence."""
     batch, samples = audio.shape
-    out = torch.zeros_like(audio, dtype=torch.float32)
+    out = torch.zeros(len(rows), samples, device=audio.device)
     if batch < 2:
         return out
+    scale = 1 / audio.float().pow(2).mean(1).sqrt().clamp(min=1e-6)  # (B,)
     for _ in range(talkers):
-        other = (torch.arange(batch, device=audio.device) + torch.randint(1, batch, (batch,), device=audio.device)) % batch
-        shift = int(torch.randint(samples, (1,)))
-        src = audio[other].float()
-        out += torch.roll(src / src.pow(2).mean(1, keepdim=True).sqrt().clamp(min=1e-6), shift, dims=1)
+        other = (rows + torch.randint(1, batch, (len(rows),), device=audio.device)) % batch
+        out += torch.roll(audio[other].float() * scale[other, None], int(torch.randint(samples, (1,))), dims=1)
     return out
 
 
@@ -158,19 +158,22 @@ class AddNoise(nn.Module):
             return audio
         batch, samples = audio.shape
         device = audio.device
-        kind = torch.randint(len(self.kinds), (batch,), device=device)
+        rows = _chosen(batch, self.prob, device).nonzero().squeeze(1)  # noise is made for these rows only
+        if len(rows) == 0:
+            return audio
+        kind = torch.randint(len(self.kinds), (len(rows),), device=device)
         exponent = torch.tensor([{"pink": 1.0, "brown": 2.0}.get(k, 0.0) for k in self.kinds], device=device)[kind]
-        noise = coloured_noise(batch, samples, exponent, device)
-        for name, make in (("hum", lambda: mains_hum(batch, samples, device)), ("babble", lambda: babble(audio))):
-            if name in self.kinds:
-                rows = kind == self.kinds.index(name)
-                if rows.any():
-                    noise = torch.where(rows[:, None], make(), noise)
-        mask = real_mask(audio, audio_lens).float()
-        snr = snr_db if snr_db is not None else torch.empty(batch, device=device).uniform_(*self.snr_db)
-        gain = torch.sqrt(_power(audio, mask, audio_lens) / _power(noise, mask, audio_lens).clamp(min=1e-12) / 10 ** (snr / 10))
-        gain = gain * _chosen(batch, self.prob, device)
-        return audio + (noise * gain[:, None] * mask).to(audio.dtype)
+        noise = coloured_noise(len(rows), samples, exponent, device)
+        for name in ("hum", "babble"):
+            some = (kind == self.kinds.index(name)).nonzero().squeeze(1) if name in self.kinds else []
+            if len(some):
+                noise[some] = mains_hum(len(some), samples, device) if name == "hum" else babble(audio, rows[some])
+        mask, lens = real_mask(audio[rows], audio_lens[rows]).float(), audio_lens[rows]
+        snr = snr_db[rows] if snr_db is not None else torch.empty(len(rows), device=device).uniform_(*self.snr_db)
+        gain = torch.sqrt(_power(audio[rows], mask, lens) / _power(noise, mask, lens).clamp(min=1e-12) / 10 ** (snr / 10))
+        out = audio.clone()
+        out[rows] = audio[rows] + (noise * gain[:, None] * mask).to(audio.dtype)
+        return out
 
 
 # ------------------------------------------------------------------------------------------- channels
