@@ -392,11 +392,19 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
             log(f"synth: {len(vocab)} words, {sum(counts.values())} utterances, {workers} workers")
         jobs = _plan(out, vocab, counts, seed, sentence_words, sample_rate, flatten=0 if words else FLATTEN,
                      sentences=sentences, codec_prob=codec_prob, extra_voices=extra_voices, extra_share=extra_share)
-        rows, shards = [], [jobs[i: i + SHARD] for i in range(0, len(jobs), SHARD)]
-        for k, shard_rows in enumerate(pool.imap(_render_shard, shards), 1):
-            rows += shard_rows
+        # Other engines' utterances go in shards of their own, 4x larger: a process loads Piper's model
+        # once a shard (about 2 s), and their audio depends on each utterance's seed alone.
+        espeak = [i for i, job in enumerate(jobs) if job["engine"] == "espeak-ng"]
+        other = [i for i, job in enumerate(jobs) if job["engine"] != "espeak-ng"]
+        shards = [espeak[i: i + SHARD] for i in range(0, len(espeak), SHARD)]
+        shards += [other[i: i + 4 * SHARD] for i in range(0, len(other), 4 * SHARD)]
+        rows, done = [None] * len(jobs), 0
+        for k, (shard, shard_rows) in enumerate(zip(shards, pool.imap(_render_shard, [[jobs[i] for i in s] for s in shards])), 1):
+            for i, row in zip(shard, shard_rows):
+                rows[i] = row
+            done += len(shard)
             if k % max(1, len(shards) // 10) == 0 or k == len(shards):
-                log(f"synth: {len(rows)}/{len(jobs)} utterances ({time.time() - started:.0f} s)")
+                log(f"synth: {done}/{len(jobs)} utterances ({time.time() - started:.0f} s)")
     voices = _voices()
     corpus = {"seed": seed, "sizes": counts, "vocab_size": vocab_size, "vocabulary_words": len(vocab),
               "word_list": vocab if words else None, "sentence_words": list(sentence_words),
