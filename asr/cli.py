@@ -58,7 +58,7 @@ def cmd_synth(args):
                                   test_utts=args.test_utts, vocab_size=args.vocab_size, seed=args.seed,
                                   words=words, sentence_words=sentence_words, sample_rate=args.sample_rate,
                                   workers=args.workers, text=args.text, codec_prob=args.codec_prob,
-                                  engines=args.engines.split(","), extra_share=args.extra_share)
+                                  engines=[e.strip() for e in args.engines.split(",") if e.strip()], extra_share=args.extra_share)
     for name, path in manifests.items():
         print(f"{name}\t{path}")
 

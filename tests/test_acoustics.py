@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from asr.audio import SAMPLE_RATE
-from asr.training.acoustics import (AddNoise, Channel, Reverb, babble, mains_hum, real_mask,
+from asr.errors import ASRError
+from asr.training.acoustics import (AddNoise, Channel, Reverb, babble, coloured_noise, mains_hum, real_mask,
                                     room_impulse_responses, telephone)
 
 
@@ -49,6 +50,10 @@ def test_simulated_rooms_start_with_the_direct_path_decay_as_asked_and_follow_th
         return (((db > -25).sum(1) - (db > -5).sum(1)).float() * 3 / SAMPLE_RATE).median().item()
 
     assert 0.1 < t60(dry) < 0.35 and 0.55 < t60(wet) < 1.0
+    with pytest.raises(ASRError, match="widen the ranges"):  # no room that small reverberates that long
+        room_impulse_responses(2, rt60=(0.05, 0.06), distance=(9.0, 9.5))
+    with pytest.raises(ASRError, match="rooms >= 1"):
+        room_impulse_responses(0)
 
 
 @pytest.mark.parametrize("kind", ["white", "pink", "brown", "hum", "babble"])
@@ -83,14 +88,45 @@ def test_noise_colours_and_hum_have_their_spectra():
 
 def test_babble_is_other_talkers_of_the_batch():
     torch.manual_seed(0)
-    audio = torch.zeros(3, 1000)
-    audio[1] = 1.0  # only row 1 is non-silent: rows 0 and 2 hear it, row 1 hears only silence
-    mix = babble(audio, torch.tensor([0, 1, 2]), talkers=2)
-    assert mix[1].abs().max() == 0 and mix[0].abs().min() > 0 and mix[2].abs().min() > 0
-    assert babble(audio[:1], torch.tensor([0])).abs().max() == 0  # a batch of one has nobody else to hear
+    audio = torch.zeros(2, 1000)
+    audio[1, :500] = 1.0  # row 0 is silent, row 1 speaks for 500 samples of its 500
+    lens = torch.tensor([1000, 500])
+    mix = babble(audio, lens, torch.tensor([0, 1]), talkers=1)
+    assert mix[1].abs().max() == 0  # row 1 hears only row 0: silence
+    assert mix[0].abs().max() == pytest.approx(1.0) and (mix[0] != 0).sum() == 500  # unit power over its 500 samples
+    assert babble(audio[:1], lens[:1], torch.tensor([0])).abs().max() == 0  # a batch of one has nobody else to hear
 
 
-def test_telephone_keeps_length_and_level_band_and_is_quantised():
+def test_noise_kinds_mix_in_one_batch_and_the_input_is_left_alone():
+    torch.manual_seed(1)
+    audio = _speechlike(8, 16000)
+    lens = torch.full((8,), 16000)
+    before = audio.clone()
+    noise = AddNoise(prob=1.0, kinds=["hum", "babble", "brown"]).train()
+    added = noise(audio, lens, snr_db=torch.full((8,), 10.0)) - audio
+    assert torch.equal(audio, before)
+    hum_share = torch.stack([_band_power(added, f - 2, f + 3) for f in (50, 60, 100, 120, 150, 180)]).sum(0) / _band_power(added, 0, 8000)
+    assert (hum_share > 0.5).any() and (hum_share < 0.5).any()  # some rows hum, others got babble or brown noise
+    brown = coloured_noise(4, 32000, torch.full((4,), 2.0), "cpu")
+    assert torch.all(_band_power(brown, 100, 8000) > 0.4 * _band_power(brown, 0, 8000))  # in the speech band, not a drift
+
+
+def test_acoustics_run_in_fp32_under_autocast_and_keep_the_input():
+    from asr.config import Config
+    from asr.training.augment import Augmentation
+
+    features = Config.from_dict({"features": {"reverb": {"prob": 1.0, "rooms": 2}, "noise": {"prob": 1.0},
+                                              "channel": {"prob": 1.0, "telephone": 1.0, "clip": 1.0}}}).features
+    augment = Augmentation(features).train()
+    audio, lens = _speechlike(2, 8000).to(torch.bfloat16), torch.tensor([8000, 6000])
+    before = audio.clone()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = augment.waveform(audio, lens)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all() and out[1, 6000:].abs().max() == 0
+    assert torch.equal(audio, before)
+
+
+def test_telephone_keeps_length_and_cuts_the_band_above_4_khz():
     audio = _speechlike(2, 16000)
     audio[:, ::7] += 0.05  # broadband energy above 4 kHz
     out = telephone(audio)

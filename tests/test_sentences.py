@@ -35,3 +35,16 @@ def test_read_sentences_takes_files_and_folders_strips_gutenberg_and_dedups(tmp_
     (tmp_path / "empty").mkdir()
     with pytest.raises(ASRError, match="no .txt files"):
         text_files(tmp_path / "empty")
+
+
+def test_sentence_lists_without_end_marks_curly_apostrophes_and_opening_quotes():
+    listed = "The cat sat on the mat\nA dog ran in the park\nShe smiled at her friend"
+    assert split_sentences(listed) == ["The cat sat on the mat", "A dog ran in the park", "She smiled at her friend"]
+    wrapped = "The cat sat on the mat and\nlooked at the dog that ran\nin the park all day. It slept."
+    assert split_sentences(wrapped) == ["The cat sat on the mat and looked at the dog that ran in the park all day.",
+                                        "It slept."]
+    assert split_sentences("He met J. Smith at noon. Then he left.") == ["He met J. Smith at noon.", "Then he left."]
+    assert speakable(split_sentences("It\u2019s not what she isn\u2019t doing today.")[0]).text == \
+        "IT'S NOT WHAT SHE ISN'T DOING TODAY"
+    assert speakable('"Yes, of course," she said to him.').text == "YES OF COURSE SHE SAID TO HIM"
+    assert split_sentences("Text of the book is here.\n*** END OF THE BOOK ***\nLicence.") == ["Text of the book is here."]

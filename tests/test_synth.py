@@ -151,7 +151,9 @@ def test_real_sentences_from_a_text_file_each_split_its_own(tmp_path):
     assert not set(texts["train"]) & (set(texts["dev"]) | set(texts["test"]))  # held-out sentences
     assert len(set(texts["test"] + texts["dev"])) == 6
     # the new manifest fields read back; the codec keeps each file's length and rate
-    assert {r["engine"] for r in rows["train"]} == {"espeak-ng"} and all("+" in r["voice"] or r["voice"] for r in rows["train"])
+    corpus = json.loads((tmp_path / "corpus" / "corpus.json").read_text())
+    assert {r["engine"] for r in rows["train"]} == {"espeak-ng"}
+    assert all(r["voice"] == corpus["speakers"][r["speaker"]] for split in SPLITS for r in rows[split])
     channels = {r["channel"] for split in SPLITS for r in rows[split]}
     assert "clean" in channels and channels - {"clean"} <= {"mp3", "vorbis", "opus"} and len(channels) > 1
     for r in rows["train"][:6]:
@@ -176,6 +178,10 @@ def test_codec_round_trip_keeps_length_and_rate_and_changes_the_sound():
             assert 0 < np.mean((out - tone) ** 2) < np.mean(tone**2)  # lossy, yet still the tone
 
 
+def corpus_of(manifests) -> dict:
+    return json.loads((Path(manifests["train"]).parent.parent / "corpus.json").read_text())
+
+
 def test_other_engines_speak_training_only_and_missing_ones_are_skipped_in_one_line(tmp_path, monkeypatch):
     from asr.data import voices
 
@@ -192,6 +198,10 @@ def test_other_engines_speak_training_only_and_missing_ones_are_skipped_in_one_l
     other = [r for r in rows["train"] if r["engine"] != "espeak-ng"]
     assert 4 <= len(other) <= 20 and {r["engine"] for r in other} <= set(usable)
     assert all(r["voice"].split(":")[0] == r["engine"] and "words" not in r for r in other)  # no word times to give
+    assert all(int(r["speaker"]) >= 9000 and r["voice"] in corpus_of(manifests)["speakers"][r["speaker"]] for r in other)
+    # other engines render in shards of their own, yet rows keep the plan's order: the engines interleave
+    engines = [r["engine"] != "espeak-ng" for r in rows["train"]]
+    assert engines.index(True) < len(engines) - 1 - engines[::-1].index(False)
     assert all(r["engine"] == "espeak-ng" and r["words"] for split in ("dev", "test") for r in rows[split])
     for r in other[:3]:
         audio, rate = sf.read(r["audio"])

@@ -18,8 +18,10 @@ from asr.text import normalize
 
 WORDS = (4, 24)
 _ABBREVIATIONS = r"(?:Mr|Mrs|Ms|Dr|St|Mt|Jr|Sr|Prof|Rev|Gen|Col|Capt|Lt|Sgt|Hon|Gov|Messrs|vs|etc|viz|No|Vol|Ch)"
-_NOT_AFTER = "".join(rf"(?<!\b{a})" for a in _ABBREVIATIONS[3:-1].split("|"))  # lookbehinds have one width each
+# Lookbehinds have one width each: one per abbreviation, and one for an initial ("J. Smith").
+_NOT_AFTER = "".join(rf"(?<!\b{a})" for a in _ABBREVIATIONS[3:-1].split("|")) + r"(?<!\b[A-Z])"
 _SENTENCE_END = re.compile(_NOT_AFTER + r"([.!?][\"')\]]*)\s+(?=[\"'(\[]*[A-Z])")
+_END_MARKS = tuple(".!?:;,\"')]")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _DROP = re.compile(r"[\"“”‘’()\[\]_*]|(?<![a-zA-Z])'|'(?![a-zA-Z])")  # quotes, brackets, emphasis marks
 _DASHES = re.compile(r"\s*(?:--+|—|–)\s*|-")  # a dash is a pause (a comma); a hyphen joins two words
@@ -33,12 +35,18 @@ class Sentence:
 
 def split_sentences(text: str) -> list[str]:
     """Running prose or one sentence a line -> sentences (whitespace collapsed), in order."""
-    text = _strip_gutenberg(text.replace("\r\n", "\n"))
+    text = _strip_gutenberg(text.replace("\r\n", "\n").replace("\u2019", "'").replace("\u2018", "'"))
     out = []
     for paragraph in re.split(r"\n\s*\n", text):
-        paragraph = " ".join(paragraph.split())
-        if paragraph:
-            out += [s.strip() for s in _split_paragraph(paragraph) if s.strip()]
+        lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+        unmarked = sum(not line.endswith(_END_MARKS) for line in lines)
+        capitalised = sum(bool(re.match(r"[\"'(\[]*[A-Z]", line)) for line in lines)
+        if len(lines) > 1 and unmarked > len(lines) / 2 and capitalised >= 0.8 * len(lines):
+            chunks = lines  # a list of sentences without end marks; wrapped prose starts most lines mid-sentence
+        else:
+            chunks = [" ".join(paragraph.split())]
+        for chunk in chunks:
+            out += [s.strip() for s in _split_paragraph(" ".join(chunk.split())) if s.strip()]
     return out
 
 
@@ -53,14 +61,14 @@ def _split_paragraph(paragraph: str) -> list[str]:
 def _strip_gutenberg(text: str) -> str:
     start = re.search(r"^\*\*\* ?START OF.*$", text, re.MULTILINE)
     end = re.search(r"^\*\*\* ?END OF.*$", text, re.MULTILINE)
-    if start:
-        text = text[start.end(): end.start() if end and end.start() > start.end() else None]
-    return text
+    begin = start.end() if start else 0
+    return text[begin: end.start() if end and end.start() > begin else None]
 
 
 def speakable(sentence: str, words=WORDS) -> Sentence | None:
     """A sentence a synthesizer reads as its transcript says, or None (see the module docstring)."""
-    if re.search(r"[0-9#$%&@/\\|<>=+~^{}]", sentence) or not sentence[:1].isupper():
+    first = re.search(r"[A-Za-z]", sentence)  # after any opening quote or bracket
+    if re.search(r"[0-9#$%&@/\\|<>=+~^{}]", sentence) or not first or not first.group().isupper():
         return None
     if re.search(rf"\b{_ABBREVIATIONS}\.|\b[A-Z]\.|\b[A-Z]{{2,}}\b", sentence):
         return None  # abbreviations, initials and acronyms are read in ways a transcript does not say

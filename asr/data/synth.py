@@ -43,8 +43,8 @@ VARIANTS = [""] + (
     "boris david ed edward edward2 gustave iven iven2 iven3 iven4 john klatt klatt2 klatt3 klatt4 klatt5 klatt6 "
     "linda marcelo max michel miguel mike2 norbert pablo paul pedro quincy rob robert sandro shelby steph steph2 "
     "steph3 travis victor").split()
-HELD_OUT_SPEAKERS = {"test": 40, "dev": 30}
-EXTRA_SPEAKER_BASE = 9000  # speaker ids of the other engines' voices (training only), in the order asked  # the other ~550 speakers speak in training
+HELD_OUT_SPEAKERS = {"test": 40, "dev": 30}  # the other ~550 speakers speak in training
+EXTRA_SPEAKER_BASE = 9000  # + the person's place among asr.data.voices.SPEAKERS: the other engines' speaker ids
 RATE_WPM = (140, 220)
 PITCH = (30, 70)  # espeak's 0-100 scale, 50 = the variant's own pitch
 PITCH_RANGE = (30, 80)  # 0 = monotone, 50 = normal
@@ -153,10 +153,15 @@ def _render(job) -> dict:
     else:  # other engines report no word times: the row then has none
         from asr.data import voices
 
-        audio, sr = voices.synthesize(job["spoken"], job["voice"], np.random.default_rng(job["seed"]))
+        try:  # the engine's own draws (prosody) from a stream apart from this function's (noise, gain)
+            audio, sr = voices.synthesize(job["spoken"], job["voice"], np.random.default_rng([job["seed"], 1]))
+        except Exception as e:  # a worker's failure must reach the user as one line naming voice and text
+            raise ASRError(f"synth: {job['voice']} failed on {job['spoken']!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         starts = None
     out_sr = job["sample_rate"]
     hop = sr // 100  # 10 ms frames
+    if len(audio) < hop or not np.abs(audio).max() > 0:
+        raise ASRError(f"synth: {job.get('voice', job['engine'])} gave no sound for {job['spoken']!r}")
     rms = np.sqrt(np.mean(audio[: len(audio) // hop * hop].reshape(-1, hop) ** 2, axis=1))
     frames = np.flatnonzero(rms > rms.max() * 10 ** (SILENCE_DB / 20))
     first, last = frames[0] * hop / sr, (frames[-1] + 1) * hop / sr
@@ -241,8 +246,8 @@ def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_
             spk, engine = speakers[split][i % len(speakers[split])], "espeak-ng"
             voice = voices[spk]
             if split == "train" and extra_voices and np.random.default_rng([seed, 6, i]).random() < extra_share:
-                k = _pick_voice(extra_voices, np.random.default_rng([seed, 7, i]))
-                spk, engine, voice = EXTRA_SPEAKER_BASE + k, extra_voices[k].split(":")[0], extra_voices[k]
+                voice = extra_voices[_pick_voice(extra_voices, np.random.default_rng([seed, 7, i]))]
+                spk, engine = EXTRA_SPEAKER_BASE + _person_number(voice), voice.split(":")[0]
             if spk not in style:  # a speaker's habitual rate and pitch, varied a little per utterance
                 r = np.random.default_rng([seed, 3, spk])
                 style[spk] = (r.uniform(*RATE_WPM), r.uniform(*PITCH), r.uniform(*PITCH_RANGE))
@@ -263,6 +268,13 @@ def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_
             if channel.random() < codec_prob:
                 jobs[-1].update(codec=str(channel.choice(list(CODECS))), codec_level=channel.uniform(*CODEC_LEVEL))
     return jobs
+
+
+def _person_number(voice: str) -> int:
+    """A person's stable number, whichever engines are installed: kal is one speaker in three voices."""
+    from asr.data.voices import SPEAKERS
+
+    return sorted(set(SPEAKERS.values())).index(SPEAKERS[voice])
 
 
 def _pick_voice(names, rng) -> int:
@@ -405,7 +417,6 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
             done += len(shard)
             if k % max(1, len(shards) // 10) == 0 or k == len(shards):
                 log(f"synth: {done}/{len(jobs)} utterances ({time.time() - started:.0f} s)")
-    voices = _voices()
     corpus = {"seed": seed, "sizes": counts, "vocab_size": vocab_size, "vocabulary_words": len(vocab),
               "word_list": vocab if words else None, "sentence_words": list(sentence_words),
               "sample_rate": sample_rate, "rate_wpm": RATE_WPM, "pitch": PITCH, "pitch_range": PITCH_RANGE,
@@ -414,7 +425,8 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
               "sentences": len(sentences) if sentences else None, "codec_prob": codec_prob,
               "engines": ["espeak-ng"] + sorted({v.split(":")[0] for v in extra_voices}),
               "extra_share": extra_share if extra_voices else 0.0,
-              "speakers": {str(job["speaker"]): job["voice"] for job in sorted(jobs, key=lambda j: j["speaker"])}}
+              "speakers": {str(spk): ", ".join(sorted({j["voice"] for j in jobs if j["speaker"] == spk}))
+                           for spk in sorted({j["speaker"] for j in jobs})}}
     manifests = _write_outputs(out, jobs, rows, corpus)
     hours = sum(r["duration"] for r in rows) / 3600
     log(f"synth: done in {time.time() - started:.0f} s: {hours:.2f} h of audio in {out}")

@@ -59,7 +59,7 @@ def wordnet_examples(out_dir, url: str = URL, md5: str | None = MD5, log=print) 
         raise ASRError(f"{archive}: no WordNet examples found")
     (out_dir / "WORDNET-LICENSE").write_bytes(licence)
     part = text.with_suffix(".part")
-    part.write_text("\n".join(sentences) + "\n")
+    part.write_text("\n".join(sentences) + "\n", encoding="utf-8")
     part.replace(text)
     log(f"wordnet: {len(sentences)} example sentences in {text}")
     return text

@@ -15,13 +15,15 @@ import torch.nn as nn
 import torchaudio.functional as AF
 
 from asr.audio import SAMPLE_RATE
+from asr.errors import ASRError
+from asr.features import frame_mask
 
 NOISE_KINDS = ("white", "pink", "brown", "hum", "babble")
 
 
 def real_mask(audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
     """(B, S), (B,) -> (B, S) float, 1 on real samples, 0 on padding."""
-    return (torch.arange(audio.shape[1], device=audio.device)[None, :] < audio_lens[:, None]).to(audio.dtype)
+    return frame_mask(audio_lens, audio.shape[1]).to(audio.dtype)
 
 
 def _chosen(batch: int, prob: float, device) -> torch.Tensor:
@@ -46,13 +48,20 @@ def room_impulse_responses(count: int, seed: int = 0, rt60=(0.2, 0.8), distance=
     """
     import pyroomacoustics as pra
 
+    if count < 1 or not 0 < rt60[0] <= rt60[1] or not 0 < distance[0] <= distance[1]:
+        raise ASRError(f"features.reverb: need rooms >= 1 and ranges 0 < low <= high; got rooms {count}, "
+                       f"rt60 {list(rt60)}, distance {list(distance)}")
     rng = np.random.default_rng([seed, 7])
-    rirs = []
+    rirs, tries = [], 0
     while len(rirs) < count:
+        tries += 1
+        if tries > 50 * count:
+            raise ASRError(f"features.reverb: no room of 3x3x2.4 to 10x8x4 m gives an RT60 in {list(rt60)} s with "
+                           f"a talker {list(distance)} m from the microphone; widen the ranges")
         dims = rng.uniform([3.0, 3.0, 2.4], [10.0, 8.0, 4.0])
         try:
             absorption, order = pra.inverse_sabine(rng.uniform(*rt60), dims)
-        except ValueError:  # the room is too small for that long a reverberation: draw another
+        except ValueError:  # walls cannot absorb enough for so short a reverberation in so large a room
             continue
         mic = rng.uniform(0.5, dims - 0.5)
         direction = rng.normal(size=3)
@@ -90,7 +99,7 @@ class Reverb(nn.Module):
         if len(rows) == 0:
             return audio
         dry = audio[rows].float()
-        rir = self.rirs[torch.randint(len(self.rirs), (len(rows),), device=audio.device)]
+        rir = self.rirs[torch.randint(len(self.rirs), (len(rows),), device=audio.device)].float()
         wet = AF.fftconvolve(dry, rir)[:, : audio.shape[1]]
         mask = real_mask(dry, audio_lens[rows])
         wet = wet * mask
@@ -108,9 +117,10 @@ def coloured_noise(batch: int, samples: int, exponent: torch.Tensor, device) -> 
         return torch.randn(batch, samples, device=device)
     size = 1 << (samples - 1).bit_length()  # a power-of-two FFT is several times faster
     spec = torch.fft.rfft(torch.randn(batch, size, device=device))
-    f = torch.arange(spec.shape[1], device=device, dtype=torch.float32).clamp(min=1)
-    spec = spec * torch.exp(torch.log(f)[None, :] * (-exponent[:, None] / 2))
-    spec[:, 0] = 0  # no DC offset
+    hz = torch.arange(spec.shape[1], device=device, dtype=torch.float32) * SAMPLE_RATE / size
+    # The slope starts at 100 Hz, where speech starts, and nothing is left below 20 Hz: a slope down to DC
+    # would put most of brown noise's power into a slow drift, far quieter in the speech band than the SNR says.
+    spec = spec * torch.exp(torch.log(hz.clamp(min=100))[None, :] * (-exponent[:, None] / 2)) * (hz >= 20)
     return torch.fft.irfft(spec, n=size)[:, :samples]
 
 
@@ -126,18 +136,21 @@ def mains_hum(batch: int, samples: int, device) -> torch.Tensor:
     return (amp[..., None] * waves).sum(1).repeat(1, -(-samples // period))[:, :samples]
 
 
-def babble(audio: torch.Tensor, rows: torch.Tensor, talkers: int = 4) -> torch.Tensor:
-    """(B, S) batch, (N,) row numbers -> (N, S): for each row, the sum of `talkers` other utterances of the
-    batch, each at unit power and circularly shifted by a random offset. Speech over speech: the noise that
-    fools a recogniser most. A batch of one has nobody else to hear: silence."""
+def babble(audio: torch.Tensor, audio_lens: torch.Tensor, rows: torch.Tensor, talkers: int = 4) -> torch.Tensor:
+    """(B, S) batch, (B,) sample counts, (N,) row numbers -> (N, S): for each row, the sum of `talkers` other
+    utterances of the batch, each at unit power (over its real samples) and circularly shifted by its own
+    random offset. Speech over speech: the noise that fools a recogniser most. A batch of one has nobody
+    else to hear: silence."""
     batch, samples = audio.shape
     out = torch.zeros(len(rows), samples, device=audio.device)
     if batch < 2:
         return out
-    scale = 1 / audio.float().pow(2).mean(1).sqrt().clamp(min=1e-6)  # (B,)
+    scale = 1 / _power(audio, real_mask(audio, audio_lens).float(), audio_lens).sqrt().clamp(min=1e-6)  # (B,)
+    pos = torch.arange(samples, device=audio.device)
     for _ in range(talkers):
         other = (rows + torch.randint(1, batch, (len(rows),), device=audio.device)) % batch
-        out += torch.roll(audio[other].float() * scale[other, None], int(torch.randint(samples, (1,))), dims=1)
+        shift = torch.randint(samples, (len(rows), 1), device=audio.device)
+        out += audio[other].float().gather(1, (pos[None, :] + shift) % samples) * scale[other, None]
     return out
 
 
@@ -167,7 +180,7 @@ class AddNoise(nn.Module):
         for name in ("hum", "babble"):
             some = (kind == self.kinds.index(name)).nonzero().squeeze(1) if name in self.kinds else []
             if len(some):
-                noise[some] = mains_hum(len(some), samples, device) if name == "hum" else babble(audio, rows[some])
+                noise[some] = mains_hum(len(some), samples, device) if name == "hum" else babble(audio, audio_lens, rows[some])
         mask, lens = real_mask(audio[rows], audio_lens[rows]).float(), audio_lens[rows]
         snr = snr_db[rows] if snr_db is not None else torch.empty(len(rows), device=device).uniform_(*self.snr_db)
         gain = torch.sqrt(_power(audio[rows], mask, lens) / _power(noise, mask, lens).clamp(min=1e-12) / 10 ** (snr / 10))
@@ -202,7 +215,9 @@ def telephone(audio: torch.Tensor) -> torch.Tensor:
 class Channel(nn.Module):
     """What lies between the air and the file: `prob` of the utterances get a random microphone/equaliser
     response with band limits, `telephone` of them an 8 kHz mu-law line, `clip` of them are clipped at 20-70%
-    of their peak (an overdriven input). Each draw is independent; the speech level is kept."""
+    of their peak (an overdriven input). Each draw is independent; the speech level is kept. The response is
+    applied by FFT over the batch's length (circular: a few ms of a row's end can ring into its start, which
+    the frontend's taper then fades)."""
 
     def __init__(self, prob: float = 0.0, telephone: float = 0.0, clip: float = 0.0):
         super().__init__()

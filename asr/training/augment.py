@@ -27,7 +27,12 @@ class Augmentation(nn.Module):
         self.specaugment = SpecAugment(**vars(features.specaugment))
 
     def waveform(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
-        # The order sound takes: a room, noise in it, then the microphone and line that record both.
+        # The order sound takes: a room, noise in it, then the microphone and line that record both. In fp32
+        # whatever the training precision: resampling and mu-law lose too much in 16 bits.
+        with torch.autocast(audio.device.type, enabled=False):
+            return self._acoustics(audio.float(), audio_lens)
+
+    def _acoustics(self, audio: torch.Tensor, audio_lens: torch.Tensor) -> torch.Tensor:
         audio = self.reverb(audio, audio_lens)
         audio = self.noise(audio, audio_lens)
         return self.channel(audio, audio_lens)

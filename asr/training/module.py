@@ -47,9 +47,9 @@ class CTCModule(pl.LightningModule):
             raise ASRError(f"config key 'optim.decay': expected cosine or linear, got {config.optim.decay!r}")
         try:
             self.model = ASRModel(**model_args(config, tokenizer.vocab_size))
+            self.augment = Augmentation(config.features, config.seed)  # identity in eval mode
         except (TypeError, ValueError, KeyError) as e:
             raise ASRError(f"config section 'model'/'features': {e}") from None
-        self.augment = Augmentation(config.features, config.seed)  # identity in eval mode
         self.char_tokenizer = CharTokenizer(CHAR_CTC_CHARS)
         self._val_sums = torch.zeros(4)  # word errors, words, char errors, chars
         self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient, in all
