@@ -133,9 +133,21 @@ def _espeak() -> str:
     return f"espeak-ng (espeakng-loader {version('espeakng-loader')}): the synthetic corpus"
 
 
+def _pyroomacoustics() -> str:
+    import pyroomacoustics as pra
+
+    room = pra.ShoeBox([4, 3, 2.5], fs=16000, materials=pra.Material(0.3), max_order=3)
+    room.add_source([1, 1, 1])
+    room.add_microphone([2, 2, 1.5])
+    room.compute_rir()
+    assert len(room.rir[0][0]) > 0
+    return f"pyroomacoustics {version('pyroomacoustics')}: simulated rooms for training (features.reverb)"
+
+
 CHECKS = {"torchaudio": _torchaudio, "flashlight-text": _flashlight, "onnxruntime": _onnxruntime, "sentencepiece": _sentencepiece,
-          "soundfile": _soundfile, "soxr": _soxr, "librosa": _librosa, "espeak-ng": _espeak}
-TRAIN_ONLY = {"torchaudio", "librosa", "espeak-ng"}  # pieces of `pip install "asr[train]"`
+          "soundfile": _soundfile, "soxr": _soxr, "librosa": _librosa, "espeak-ng": _espeak,
+          "pyroomacoustics": _pyroomacoustics}
+TRAIN_ONLY = {"torchaudio", "librosa", "espeak-ng", "pyroomacoustics"}  # pieces of `pip install "asr[train]"`
 
 
 def check_environment(report=print) -> None:

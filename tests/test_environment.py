@@ -55,7 +55,7 @@ def test_doctor_tries_every_native_piece(capsys):
     main(["doctor"])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["torch", "flashlight-text", "onnxruntime", "sentencepiece", "soundfile", "soxr",
-                                                   "librosa", "espeak-ng"]
+                                                   "librosa", "espeak-ng", "pyroomacoustics"]
     assert all(line.startswith("ok  ") for line in lines)
 
 
