@@ -270,6 +270,14 @@ def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_
     return jobs
 
 
+def _speaker_voices(jobs) -> dict[str, str]:
+    """Speaker id -> its voice (or voices, for one person spoken by several engines), in one pass."""
+    voices = {}
+    for job in jobs:
+        voices.setdefault(job["speaker"], set()).add(job["voice"])
+    return {str(spk): ", ".join(sorted(voices[spk])) for spk in sorted(voices)}
+
+
 def _person_number(voice: str) -> int:
     """A person's stable number, whichever engines are installed: kal is one speaker in three voices."""
     from asr.data.voices import SPEAKERS
@@ -425,8 +433,7 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
               "sentences": len(sentences) if sentences else None, "codec_prob": codec_prob,
               "engines": ["espeak-ng"] + sorted({v.split(":")[0] for v in extra_voices}),
               "extra_share": extra_share if extra_voices else 0.0,
-              "speakers": {str(spk): ", ".join(sorted({j["voice"] for j in jobs if j["speaker"] == spk}))
-                           for spk in sorted({j["speaker"] for j in jobs})}}
+              "speakers": _speaker_voices(jobs)}
     manifests = _write_outputs(out, jobs, rows, corpus)
     hours = sum(r["duration"] for r in rows) / 3600
     log(f"synth: done in {time.time() - started:.0f} s: {hours:.2f} h of audio in {out}")
