@@ -43,7 +43,7 @@ demo: install data/synth/corpus.json
 	@echo "== greedy decoding, test split (unseen voices and sentences)"
 	$(BIN)/asr evaluate --checkpoint $(DEMO_CKPT) --data data/synth/manifests/test.jsonl --out runs/demo/eval-test
 	@echo "== beam search with a 3-gram LM built from the TRAINING transcripts only"
-	$(BIN)/python scripts/build_arpa.py data/synth/manifests/train.jsonl --order 3 --out $(DEMO_LM)
+	$(BIN)/asr prepare lm --text data/synth/manifests/train.jsonl --order 3 --out $(DEMO_LM)
 	$(BIN)/asr evaluate --checkpoint $(DEMO_CKPT) --data data/synth/manifests/test.jsonl --out runs/demo/eval-test-lm \
 	    --lm $(DEMO_LM) --lm-weight 0.5  # tuned on dev with `asr tune-lm` (RESULTS.md)
 	@if [ -d $(LJSPEECH)/test ]; then echo "== greedy decoding, LJSpeech-385: a real voice (found in LJSPEECH=$(LJSPEECH))"; \
@@ -75,7 +75,7 @@ speechocean: install $(SO_DATA)/train.jsonl data/synth/corpus.json
 	$(BIN)/asr evaluate --checkpoint $(SO_CKPT) --data $(SO_DATA)/test.jsonl --out $(SO_RUN)/eval-test \
 	    --by age_group,speaker
 	@echo "== beam search with a 3-gram word LM built from the TRAINING transcripts only"
-	$(BIN)/python scripts/build_arpa.py $(SO_DATA)/train.jsonl --order 3 --out $(SO_LM)
+	$(BIN)/asr prepare lm --text $(SO_DATA)/train.jsonl --order 3 --out $(SO_LM)
 	$(BIN)/asr evaluate --checkpoint $(SO_CKPT) --data $(SO_DATA)/test.jsonl --out $(SO_RUN)/eval-test-lm \
 	    --lm $(SO_LM) $(SO_BEAM) --by age_group
 

@@ -2,7 +2,7 @@
 one format version checked here, and turned into the inference model without any training code.
 
 A checkpoint is the dict `asr train` writes (through Lightning): "state_dict" (the model's weights,
-under "model."), and "asr": {"format", "model_args" (ASRModel's arguments), "tokenizer", "config"}.
+under "model."), and "asr": {"format", "dims" (asr.dims.ModelDims as plain data), "tokenizer", "config"}.
 Training state (optimizer, schedule, loops, random generators) rides along for resuming."""
 import os
 import re
@@ -11,9 +11,19 @@ from pathlib import Path
 
 import torch
 
+from asr.dims import from_model_args
 from asr.errors import ASRError, file_error
 
-FORMAT_VERSION = 2  # raised whenever a checkpoint of the old layout would load wrongly
+FORMAT_VERSION = 3  # raised whenever a checkpoint of the old layout would load wrongly
+
+
+def _from_format_2(asr: dict) -> dict:
+    """Format 2 held the same fields as {"model_args": {"frontend": {...}, "network": {...}}}."""
+    return {**{k: v for k, v in asr.items() if k != "model_args"}, "format": 3,
+            "dims": from_model_args(asr["model_args"])}
+
+
+UPGRADABLE = {2: _from_format_2}  # older formats read as the current one
 
 
 def read_checkpoint(path) -> dict:
@@ -29,7 +39,12 @@ def read_checkpoint(path) -> dict:
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("asr"), dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise file_error(path, "not an asr checkpoint (no model description inside)")
     version = ckpt["asr"].get("format")
-    if version != FORMAT_VERSION:
+    if version in UPGRADABLE:
+        try:
+            ckpt["asr"] = UPGRADABLE[version](ckpt["asr"])
+        except (KeyError, TypeError):
+            raise file_error(path, f"checkpoint format {version} without its model description") from None
+    elif version != FORMAT_VERSION:
         raise file_error(path, f"checkpoint format {version} is not the format this version of asr reads "
                                f"({FORMAT_VERSION}): use the asr release that wrote it, or retrain")
     return ckpt
@@ -42,7 +57,7 @@ def model_weights(state_dict: dict) -> dict:
 
 def load_model_and_tokenizer(path, device="cpu"):
     """A checkpoint written by `asr train` -> (ASRModel in eval mode on `device`, tokenizer, its "asr" dict)."""
-    from asr.model import ASRModel
+    from asr.model import ASRModel, ModelDims
     from asr.text import tokenizer_from_dict
 
     path = Path(path)
@@ -50,7 +65,9 @@ def load_model_and_tokenizer(path, device="cpu"):
     info = ckpt["asr"]
     try:
         tokenizer = tokenizer_from_dict(info["tokenizer"])
-        model = ASRModel(**info["model_args"])
+        model = ASRModel(ModelDims.from_dict(info["dims"], "the model description"))
+    except ASRError as e:
+        raise file_error(path, f"incompatible checkpoint ({e})") from None
     except (KeyError, TypeError, ValueError) as e:
         raise file_error(path, f"incompatible checkpoint ({type(e).__name__}: {e})") from None
     if model.vocab_size != tokenizer.vocab_size:
@@ -84,7 +101,7 @@ def write_checkpoint(path, model, tokenizer, config: dict | None = None) -> Path
     """An inference checkpoint (weights and description, no training state) that load_model reads:
     for models made outside `asr train` (benchmarks, averaged weights)."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    asr = {"format": FORMAT_VERSION, "model_args": model.args, "tokenizer": tokenizer.to_dict(), "config": config or {}}
+    asr = {"format": FORMAT_VERSION, "dims": model.dims.to_dict(), "tokenizer": tokenizer.to_dict(), "config": config or {}}
     return save_atomically({"state_dict": state, "asr": asr}, path)
 
 
@@ -122,7 +139,7 @@ def average_checkpoints(paths, out) -> Path:
     for path in paths[1:]:
         ckpt = read_checkpoint(path)
         weights = model_weights(ckpt["state_dict"])
-        same = all(ckpt["asr"].get(key) == info.get(key) for key in ("model_args", "tokenizer"))
+        same = all(ckpt["asr"].get(key) == info.get(key) for key in ("dims", "tokenizer"))
         if not same or weights.keys() != sums.keys() or any(weights[k].shape != sums[k].shape for k in sums):
             raise file_error(path, f"not the same model and tokenizer as {paths[0]}: only snapshots of one "
                                    f"run can be averaged")

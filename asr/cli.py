@@ -14,9 +14,19 @@ def cmd_prepare(args):
         from asr.data.shards import write_shards
 
         written = {"index": write_shards(args.manifest, args.out, args.per_shard)}
+    elif args.corpus == "lm" and args.text:
+        from asr.ngram import build_arpa
+
+        if not args.out:
+            raise ASRError("asr prepare lm --text: --out LM.arpa is required")
+        path, sentences, grams = build_arpa(args.text, args.out, args.order)
+        print(f"{path}: {args.order}-gram LM from {sentences:,} sentences, {grams:,} n-grams", file=sys.stderr)
+        written = {"lm": path}
     elif args.corpus == "lm":
         from asr.data.lm import DEFAULT_FILES, prepare_librispeech_lm
 
+        if not args.root:
+            raise ASRError("asr prepare lm --librispeech: --root is required")
         written = prepare_librispeech_lm(args.root, [f.strip() for f in args.files.split(",")] if args.files
                                          else DEFAULT_FILES)
     elif args.corpus == "wordnet":
@@ -79,7 +89,7 @@ def cmd_train(args):
 
 def decoding_options(args):
     """--decoding FILE (if given), then the decoder flags the user gave on top of it."""
-    from asr.transcribe import DecodingOptions, decoding_options
+    from asr.decoding import DecodingOptions, decoding_options
 
     given = {k: getattr(args, k) for k in ("decoder", "beam_size", "lm", "lexicon", "lm_weight", "word_score")}
     given = {k: v for k, v in given.items() if v is not None}
@@ -90,12 +100,12 @@ def decoding_options(args):
 
 def cmd_evaluate(args):
     from asr.evaluate import breakdown_lines, evaluate, read_eval_data
+    from asr.runs import report_dir
     from asr.transcribe import load_model
 
     options = decoding_options(args)
     model, rows = load_model(args.checkpoint, args.device), read_eval_data(args.data)
-    ckpt = Path(args.checkpoint).resolve()
-    out = args.out or (ckpt if ckpt.is_dir() else ckpt.parent.parent) / f"eval-{Path(args.data).stem}"
+    out = args.out or report_dir(args.checkpoint, args.data)
     by = [f.strip() for f in args.by.split(",") if f.strip()] if args.by else []
     summary = evaluate(model, rows, out, options, by=by, log=lambda m: print(m, file=sys.stderr), data=str(args.data))
     if not summary["words"]:  # 0 errors in 0 words is no score at all, not 0% WER
@@ -111,8 +121,7 @@ def cmd_evaluate(args):
 
 
 def cmd_tune_lm(args):
-    import yaml
-
+    from asr.decoding import DecodingOptions
     from asr.evaluate import read_eval_data, tune_lm
     from asr.transcribe import load_model
 
@@ -120,14 +129,13 @@ def cmd_tune_lm(args):
     report = tune_lm(load_model(args.checkpoint, args.device), read_eval_data(args.data), args.lm, args.lexicon, floats(args.lm_weights),
                      floats(args.word_scores), args.beam_size, log=lambda m: print(m, file=sys.stderr))
     best = report["best"]
-    settings = {"decoder": "beam", "beam_size": args.beam_size, "lm": str(Path(args.lm).resolve()),
-                "lexicon": str(Path(args.lexicon).resolve()) if args.lexicon else None,
-                "lm_weight": best["lm_weight"], "word_score": best["word_score"]}
+    options = DecodingOptions(decoder="beam", beam_size=args.beam_size, lm=str(Path(args.lm).resolve()),
+                              lexicon=str(Path(args.lexicon).resolve()) if args.lexicon else None,
+                              lm_weight=best["lm_weight"], word_score=best["word_score"])
     model_path = Path(args.checkpoint)
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent) / "decoding.yaml"
-    out.write_text(f"# asr tune-lm on {args.data}: greedy WER {100 * report['greedy_wer']:.2f}%, "
-                   f"this setting {100 * best['wer']:.2f}% ({report['utterances']} utterances)\n"
-                   + yaml.safe_dump(settings, sort_keys=False))
+    options.save(out, f"asr tune-lm on {args.data}: greedy WER {100 * report['greedy_wer']:.2f}%, "
+                      f"this setting {100 * best['wer']:.2f}% ({report['utterances']} utterances)")
     print(f"best: lm_weight {best['lm_weight']} word_score {best['word_score']}  WER {100 * best['wer']:.2f}% "
           f"(greedy {100 * report['greedy_wer']:.2f}%)  -> {out} (use it with --decoding {out})")
 
@@ -178,12 +186,13 @@ def cmd_export(args):
 
 def cmd_average(args):
     from asr.checkpoint import average_checkpoints
+    from asr.runs import snapshots
 
     paths = args.checkpoints
     if args.run:
         if args.last < 2:
             raise ASRError(f"--last {args.last}: averaging needs at least 2 checkpoints")
-        paths = sorted((Path(args.run) / "checkpoints" / "snapshots").glob("step-*.ckpt"))[-args.last:]
+        paths = snapshots(args.run)[-args.last:]
         if len(paths) < args.last:
             raise ASRError(f"{args.run}: {len(paths)} snapshot(s) in checkpoints/snapshots/, {args.last} asked for; "
                            f"train with checkpoint.keep_last={args.last} (or more) to keep them")
@@ -235,11 +244,18 @@ def parser() -> argparse.ArgumentParser:
     fsdd.add_argument("--root", required=True, help="folder of FSDD wav files")
     fsdd.add_argument("--out", required=True, help="where manifests go")
     fsdd.add_argument("--test-speaker", default="theo")
-    lm = prep_sub.add_parser("lm", help="the official LibriSpeech n-gram LMs and lexicon (OpenSLR 11)")
-    lm.add_argument("--librispeech", action="store_true", required=True, help="the LibriSpeech LMs (the only kind)")
-    lm.add_argument("--root", required=True, help="downloads go to ROOT/lm")
-    lm.add_argument("--files", help="comma-separated subset of: 3-gram.arpa.gz, 3-gram.pruned.1e-7.arpa.gz, "
-                                    "3-gram.pruned.3e-7.arpa.gz, 4-gram.arpa.gz, librispeech-lexicon.txt")
+    lm = prep_sub.add_parser("lm", help="a word n-gram LM: built from your text (--text), or LibriSpeech's official "
+                                        "ones (--librispeech, OpenSLR 11)")
+    source = lm.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", nargs="+", metavar="FILE", help="manifests (.jsonl: their text) or text files (a "
+                                                                  "sentence per line) to build an ARPA LM from")
+    source.add_argument("--librispeech", action="store_true", help="download the LibriSpeech LMs and lexicon")
+    lm.add_argument("--order", type=int, default=3, help="with --text: the n in n-gram (default 3)")
+    lm.add_argument("--out", help="with --text: the ARPA file to write")
+    lm.add_argument("--root", help="with --librispeech: downloads go to ROOT/lm")
+    lm.add_argument("--files", help="with --librispeech: comma-separated subset of: 3-gram.arpa.gz, "
+                                    "3-gram.pruned.1e-7.arpa.gz, 3-gram.pruned.3e-7.arpa.gz, 4-gram.arpa.gz, "
+                                    "librispeech-lexicon.txt")
     sh = prep_sub.add_parser("shards", help="pack a manifest into WebDataset tar shards for streaming training")
     sh.add_argument("--manifest", required=True)
     sh.add_argument("--out", required=True, help="folder for shard-NNNNNN.tar and shards.json")

@@ -2,15 +2,14 @@
 `key.sub=value` overrides from the command line. An unknown key at any depth is an error that names
 the key and the closest valid one: a typo never silently does nothing."""
 import dataclasses
-import difflib
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from asr.dims import ModelDims as _Dims  # the one home of every model default
 from asr.errors import ASRError, file_error
+from asr.schema import closest, from_plain, parse_yaml
 
 
 @dataclass
@@ -65,16 +64,16 @@ class ChannelConfig:
 
 @dataclass
 class FeaturesConfig:
-    # The input chain, part of the model (saved with its weights):
-    n_mels: int = 80
-    dynamic_range_db: float = 80.0  # log floor below each utterance's peak
-    taper_ms: float = 10.0  # fade each utterance's edges: a clip cut mid-sound otherwise ends in a click
+    # The input chain, part of the model (saved with its weights; meanings and defaults: asr.dims.ModelDims):
+    n_mels: int = _Dims.n_mels
+    dynamic_range_db: float = _Dims.dynamic_range_db
+    taper_ms: float = _Dims.taper_ms
     # Silence added around every utterance (rounded up to whole output frames), which the network hears
     # and CTC does not score: tightly and loosely cut clips then look alike.
-    edge_pad_ms: float = 0.0
+    edge_pad_ms: float = _Dims.edge_pad_ms
     # per_bin: each mel bin to zero mean and unit variance over the utterance (CMVN); per_utterance: one
     # mean and variance for all bins, which keeps the spectral shape (for isolated words).
-    normalize: str = "per_bin"
+    normalize: str = _Dims.normalize
     # Training augmentation (not part of the model):
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     vtlp: float = 0.0  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
@@ -85,18 +84,19 @@ class FeaturesConfig:
 
 @dataclass
 class ModelConfig:
-    subsample: str = "stack"  # stack | conv
-    subsample_factor: int = 4
-    hidden: int = 320
-    layers: int = 3
-    dropout: float = 0.1
+    # The network's shape (meanings and defaults: asr.dims.ModelDims).
+    subsample: str = _Dims.subsample  # stack | conv
+    subsample_factor: int = _Dims.subsample_factor
+    hidden: int = _Dims.hidden
+    layers: int = _Dims.layers
+    dropout: float = _Dims.dropout
     # merge: how a layer joins its two directions, concat (2H values) or sum (H: the next layer's input
     # weights halve, as in DeepSpeech 2).
-    merge: str = "concat"
+    merge: str = _Dims.merge
     # char_ctc_layer > 0 adds a character CTC head on that LSTM layer, trained with weight char_ctc_weight
     # beside the main head (hierarchical CTC): what lets large subword vocabularies learn quickly.
-    char_ctc_layer: int = 0
-    char_ctc_weight: float = 0.0
+    char_ctc_layer: int = _Dims.char_ctc_layer
+    char_ctc_weight: float = 0.0  # training only: not part of the model
 
 
 @dataclass
@@ -157,49 +157,6 @@ class Config:
         return config
 
 
-def from_plain(cls, values, where: str = ""):
-    """A dict -> dataclass `cls`, checked: unknown keys (with the closest valid one) and wrong types raise
-    ASRError; sections become their dataclasses. Used for run configs and for decoding options."""
-    if not isinstance(values, dict):
-        raise ASRError(f"{where.rstrip('.') or 'the config'}: expected a section (key: value lines), got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        path = f"{where}{key}"
-        if key not in names:
-            raise ASRError(f"unknown key {path!r}{_closest(key, names, where)}")
-        kwargs[key] = _check(hints[key], value, path)
-    return cls(**kwargs)
-
-
-def _check(kind, value, path: str):
-    """`value` as the annotation `kind` wants it (a section becomes its dataclass), or ASRError."""
-    if dataclasses.is_dataclass(kind):
-        return from_plain(kind, value, f"{path}.")
-    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, _UnionType) else (kind,)
-    for option in options:
-        if option is type(None) and value is None:
-            return None
-        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if option in (int, str, bool, dict) and type(value) is option:
-            return value
-        if typing.get_origin(option) is list and isinstance(value, list):
-            inner = typing.get_args(option)[0]
-            return [_check(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    expected = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o)) for o in options)
-    raise ASRError(f"key {path!r}: expected {expected}, got {value!r}")
-
-
-_UnionType = type(int | None)  # `X | None` annotations
-
-
-def _closest(key: str, names, where: str) -> str:
-    match = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-    return f" (did you mean '{where}{match[0]}'?)" if match else f" (valid: {', '.join(names)})"
-
-
 def _check_trainer_keys(trainer: dict) -> None:
     """trainer.* are pytorch_lightning.Trainer's arguments: a key it does not take is an error here, at
     load time, rather than a crash after the data has been read."""
@@ -212,23 +169,7 @@ def _check_trainer_keys(trainer: dict) -> None:
         if key in TRAINER_SET_BY_ASR:
             raise ASRError(f"key 'trainer.{key}': set by asr itself, not by the config")
         if key not in valid:
-            raise ASRError(f"unknown key 'trainer.{key}'{_closest(key, sorted(valid), 'trainer.')}")
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads `3e-4` (no dot) as a string; configs mean a number. Same resolver, wider float."""
-
-
-_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$"),
-    list("-+0123456789."))
-
-
-def parse_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)
+            raise ASRError(f"unknown key 'trainer.{key}'{closest(key, sorted(valid), 'trainer.')}")
 
 
 def apply_override(values: dict, override: str) -> None:

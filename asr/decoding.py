@@ -4,7 +4,9 @@ through flashlight-text's CTC decoder (its public Python API).
 Both decoders return a `Hypothesis`: the emitted tokens and, for each, the first and last output
 frame of its CTC path. Word times come from those frames (`words_with_times`), so they cost nothing
 extra and stay consistent with the text. Emissions are NumPy arrays: decoding needs no PyTorch.
+`DecodingOptions` says which decoder and how, and owns decoding.yaml (`save`, `load`).
 """
+import dataclasses
 import gzip
 import os
 import shutil
@@ -13,9 +15,67 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from asr.errors import file_error
+from asr.errors import ASRError, file_error
+from asr.schema import from_plain, parse_yaml
 from asr.text import BLANK
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    decoder: str | None = None  # greedy | beam; None: beam when an LM or a lexicon is given, else greedy
+    beam_size: int = 50
+    lm: str | None = None  # KenLM word n-gram: ARPA, gzipped ARPA or binary
+    lexicon: str | None = None  # allowed words, one per line (default with an LM: the LM's words)
+    lm_weight: float = 2.0
+    word_score: float = 0.0
+    word_timestamps: bool = True  # fill Result.words (start, end, confidence of each word)
+
+    def __post_init__(self):
+        if self.decoder not in (None, "greedy", "beam"):
+            raise ASRError(f"decoder {self.decoder!r}: expected greedy or beam")
+        if self.decoder == "greedy" and (self.lm or self.lexicon):
+            raise ASRError("an LM or a lexicon needs decoder='beam' (greedy decoding uses neither)")
+
+    @property
+    def beam(self) -> bool:
+        return self.decoder == "beam" or (self.decoder is None and bool(self.lm or self.lexicon))
+
+    def save(self, path, comment: str = "") -> Path:
+        """Write decoding.yaml (what `asr tune-lm` and `asr export` write, and `load` reads); `comment`
+        becomes its first lines, after '# '."""
+        path = Path(path)
+        header = "".join(f"# {line}\n" for line in comment.splitlines())
+        path.write_text(header + yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+        return path
+
+    @classmethod
+    def load(cls, path) -> "DecodingOptions":
+        """decoding.yaml (`save`; any subset of the fields) -> DecodingOptions. A relative LM or lexicon
+        path names a file beside the settings when there is one (as `asr export` writes them), else one
+        relative to the current folder."""
+        path = Path(path)
+        if not path.is_file():
+            raise file_error(path, "decoding settings not found")
+        try:
+            settings = parse_yaml(path.read_text()) or {}
+            if isinstance(settings, dict):
+                for key in ("lm", "lexicon"):
+                    if isinstance(settings.get(key), str) and (path.parent / settings[key]).is_file():
+                        settings[key] = str(path.parent / settings[key])
+            return from_plain(cls, settings)
+        except yaml.YAMLError as e:
+            raise file_error(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
+        except ASRError as e:
+            raise file_error(path, str(e)) from None
+
+
+def decoding_options(options: DecodingOptions | None = None, **changes) -> DecodingOptions:
+    """`options` (or the defaults) with `changes`; an unknown name is an ASRError naming the closest."""
+    base = dataclasses.asdict(options or DecodingOptions())
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in {**base, **changes}.items()}  # lm=Path(...)
+    return from_plain(DecodingOptions, values)
 
 
 @dataclass

@@ -11,9 +11,11 @@ from pathlib import Path
 from asr.data.manifest import read_manifest, write_manifest
 from asr.errors import ASRError
 from asr.metrics import error_counts, wer
+from asr.runs import REPORT
 from asr.runtime import fingerprint
 from asr.text import normalize
-from asr.transcribe import DecodingOptions, Model
+from asr.decoding import DecodingOptions
+from asr.transcribe import Model
 
 
 def read_eval_data(data) -> list[dict]:
@@ -70,7 +72,7 @@ def evaluate(model: Model, rows: list[dict], out_dir, options: DecodingOptions |
             f"{value}\t{g['wer']:.4f}\t{g['cer']:.4f}\t{g['utterances']}\t{g['words']}" for value, g in table.items()]
         (out_dir / f"by-{field}.tsv").write_text("\n".join(lines) + "\n")
     write_manifest(out_dir / "utterances.jsonl", per_utt)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out_dir / REPORT).write_text(json.dumps(summary, indent=2) + "\n")
     for error in failed:
         log(f"failed: {error}")
     return summary

@@ -12,6 +12,7 @@ complex STFT); `DFTLogMel` equals `features.LogMel` within float rounding, and t
 checks the ONNX model's logits against the PyTorch model's: a model that fails the check is not written.
 """
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -25,6 +26,7 @@ import torch.nn as nn
 from asr.audio import SAMPLE_RATE
 from asr.errors import ASRError, file_error
 from asr.features import HOP_LENGTH, N_FFT
+from asr.runs import reports, run_of
 from asr.runtime import EXPORT_FORMAT, INFO_FILE, ONNX_FILE, fingerprint
 
 OPSET = 17
@@ -70,7 +72,7 @@ def check_inputs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
         tone = sum(np.sin(2 * np.pi * f * t * (1 + 0.1 * np.sin(3 * t))) for f in rng.uniform(100, 3000, 4))
         waves.append((0.05 * tone + 0.01 * rng.standard_normal(len(t))).astype(np.float32))
-    from asr.data.batching import pad
+    from asr.packing import pad
 
     return pad(waves)
 
@@ -147,7 +149,7 @@ def export(checkpoint, out, int8: bool = False, decoding=None, log=print) -> Pat
             int8_error = compare(model, onnx_path)
         card = model_card(checkpoint, read_checkpoint(checkpoint), model, fp32_error, int8_error)
         description = {"format": EXPORT_FORMAT, "sample_rate": SAMPLE_RATE, "frame_samples": model.frame_samples,
-                       "weights": "int8" if int8 else "float32", "model_args": info["model_args"],
+                       "weights": "int8" if int8 else "float32", "dims": info["dims"],
                        "tokenizer": info["tokenizer"], "card": card}
         (work / INFO_FILE).write_text(json.dumps(description, indent=1) + "\n")
         (work / "MODEL.md").write_text(render_card(card, out, int8))
@@ -168,20 +170,17 @@ def export(checkpoint, out, int8: bool = False, decoding=None, log=print) -> Pat
 
 def copy_decoding(path: Path, out: Path) -> None:
     """decoding.yaml -> out/decoding.yaml, its LM and lexicon copied into `out` and named relative to it."""
-    import yaml
+    from asr.decoding import DecodingOptions
 
-    from asr.transcribe import DecodingOptions
-
-    options = DecodingOptions.load(path)  # checked as the runtime will read it
-    settings = yaml.safe_load(path.read_text()) or {}
+    options, beside = DecodingOptions.load(path), {}  # checked as the runtime will read it
     for key in ("lm", "lexicon"):
         if getattr(options, key):
             source = Path(getattr(options, key))
             if not source.is_file():
                 raise file_error(source, f"the {key} named in {path} is not there")
             shutil.copy2(source, out / source.name)
-            settings[key] = source.name
-    (out / "decoding.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+            beside[key] = source.name
+    dataclasses.replace(options, **beside).save(out / "decoding.yaml", f"from {path.name}; files named beside it")
 
 
 def model_card(checkpoint: Path, ckpt: dict, model, fp32_error: float, int8_error) -> dict:
@@ -233,10 +232,9 @@ def training_hours(manifests: list[str]) -> dict:
 
 
 def evaluations(checkpoint: Path) -> list[dict]:
-    """Every `asr evaluate` report (RUN/*/summary.json) in the checkpoint's run folder scored with these very weights."""
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    sha, found = fingerprint(checkpoint), []
-    for summary_path in sorted(run.glob("*/summary.json")):  # the report folders evaluate writes by default
+    """Every `asr evaluate` report in the checkpoint's run folder (asr.runs) scored with these very weights."""
+    run, sha, found = run_of(checkpoint), fingerprint(checkpoint), []
+    for summary_path in reports(checkpoint):
         try:
             summary = json.loads(summary_path.read_text())
         except (ValueError, OSError):

@@ -15,7 +15,6 @@ from asr.audio import SAMPLE_RATE
 
 N_FFT = 400  # 25 ms window at 16 kHz
 HOP_LENGTH = 160  # 10 ms hop: 100 frames per second
-N_MELS = 80
 
 
 def num_frames(num_samples: torch.Tensor) -> torch.Tensor:
@@ -32,7 +31,7 @@ class LogMel(nn.Module):
     speakers: it hid 19% of the in-band mel bins of FSDD's held-out speaker (RMS -42 dBFS).
     """
 
-    def __init__(self, n_mels: int = N_MELS, dynamic_range_db: float = 80.0):
+    def __init__(self, n_mels: int, dynamic_range_db: float):
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP_LENGTH,
@@ -108,8 +107,7 @@ class Frontend(nn.Module):
     the waveform, on the log-mel and on the normalised features: asr.training.augment.Augmentation.
     """
 
-    def __init__(self, n_mels: int = N_MELS, dynamic_range_db: float = 80.0, taper_ms: float = 10.0,
-                 normalize: str = "per_bin", pad_samples: int = 0):
+    def __init__(self, n_mels: int, dynamic_range_db: float, taper_ms: float, normalize: str, pad_samples: int = 0):
         super().__init__()
         if normalize not in ("per_bin", "per_utterance"):
             raise ValueError(f"normalize must be per_bin or per_utterance, got {normalize!r}")

@@ -14,7 +14,10 @@ import torch
 import torch.nn as nn
 
 from asr.audio import SAMPLE_RATE
+from asr.dims import ModelDims
 from asr.features import HOP_LENGTH, Frontend
+
+__all__ = ["ASRModel", "BiLSTMCTC", "ModelDims"]
 
 
 class StackSubsampling(nn.Module):
@@ -96,24 +99,25 @@ class BiLSTMLayer(nn.Module):
 class BiLSTMCTC(nn.Module):
     """(B, T, n_mels) normalised features -> (B, T', vocab) logits, with T' = T / subsample factor."""
 
-    def __init__(self, vocab_size: int, n_mels: int = 80, subsample: str = "stack", subsample_factor: int = 4,
-                 hidden: int = 320, layers: int = 3, dropout: float = 0.1, char_ctc_layer: int = 0,
-                 char_vocab_size: int = 0, merge: str = "concat"):
+    def __init__(self, dims: ModelDims):
         super().__init__()
-        sub = {"stack": StackSubsampling, "conv": ConvSubsampling}[subsample]
-        self.subsample = sub(n_mels, subsample_factor)
-        width = 2 * hidden if merge == "concat" else hidden  # each layer's output size
-        sizes = [self.subsample.out_dim] + [width] * (layers - 1)
-        self.lstm = nn.ModuleList(BiLSTMLayer(size, hidden, merge) for size in sizes)
-        self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(width, vocab_size)
-        if not 0 <= char_ctc_layer <= layers or (char_ctc_layer and char_vocab_size < 2):
-            raise ValueError(f"char_ctc_layer must be 0 (off) or 1..{layers} with a character vocabulary, "
-                             f"got {char_ctc_layer}")
+        subsamplers = {"stack": StackSubsampling, "conv": ConvSubsampling}
+        if dims.subsample not in subsamplers:
+            raise ValueError(f"subsample must be stack or conv, got {dims.subsample!r}")
+        self.subsample = subsamplers[dims.subsample](dims.n_mels, dims.subsample_factor)
+        width = 2 * dims.hidden if dims.merge == "concat" else dims.hidden  # each layer's output size
+        sizes = [self.subsample.out_dim] + [width] * (dims.layers - 1)
+        self.lstm = nn.ModuleList(BiLSTMLayer(size, dims.hidden, dims.merge) for size in sizes)
+        self.dropout = nn.Dropout(dims.dropout)
+        self.proj = nn.Linear(width, dims.vocab_size)
+        layer, chars = dims.char_ctc_layer, dims.char_vocab_size
+        if not 0 <= layer <= dims.layers or (layer and chars < 2):
+            raise ValueError(f"char_ctc_layer must be 0 (off) or 1..{dims.layers} with a character vocabulary, "
+                             f"got {layer}")
         # Hierarchical CTC (Sanabria & Metze 2018): a character head on an inner layer, trained only. It
         # teaches the lower layers letters early, so the top layer's large subword units learn fast.
-        self.char_ctc_layer = char_ctc_layer
-        self.char_proj = nn.Linear(width, char_vocab_size) if char_ctc_layer else None
+        self.char_ctc_layer = layer
+        self.char_proj = nn.Linear(width, chars) if layer else None
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor, with_char_logits: bool = False):
         """-> logits (B, T', vocab), lengths (B,); and char logits (B, T', chars) if asked for."""
@@ -130,20 +134,19 @@ class BiLSTMCTC(nn.Module):
 class ASRModel(nn.Module):
     """(B, S) 16 kHz waveforms, (B,) sample counts -> (B, T', vocab) logits, (B,) frame counts.
 
-    Frontend then BiLSTMCTC, built from `args` alone, {"frontend": Frontend's arguments and edge_pad_ms,
-    "network": BiLSTMCTC's}, which every checkpoint carries beside the weights (asr.checkpoint).
+    Frontend then BiLSTMCTC, built from `dims` (asr.dims.ModelDims) alone, which every checkpoint carries
+    beside the weights (asr.checkpoint).
     """
 
-    def __init__(self, frontend: dict, network: dict):
+    def __init__(self, dims: ModelDims):
         super().__init__()
-        self.args = {"frontend": dict(frontend), "network": dict(network)}
-        frontend = dict(frontend)
-        edge_pad_ms = frontend.pop("edge_pad_ms", 0.0)
-        self.network = BiLSTMCTC(n_mels=frontend.get("n_mels", 80), **network)
-        self.frame_samples = HOP_LENGTH * self.network.subsample.factor  # audio per output frame
+        self.dims = dims
+        self.network = BiLSTMCTC(dims)
+        self.frame_samples = HOP_LENGTH * dims.subsample_factor  # audio per output frame
         # Edge padding in whole output frames, so that exactly its frames can be dropped from the logits.
-        self.pad_frames = math.ceil(edge_pad_ms * SAMPLE_RATE / 1000 / self.frame_samples)
-        self.frontend = Frontend(pad_samples=self.pad_frames * self.frame_samples, **frontend)
+        self.pad_frames = math.ceil(dims.edge_pad_ms * SAMPLE_RATE / 1000 / self.frame_samples)
+        self.frontend = Frontend(dims.n_mels, dims.dynamic_range_db, dims.taper_ms, dims.normalize,
+                                 pad_samples=self.pad_frames * self.frame_samples)
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, augment=None, with_char_logits: bool = False):
         """-> logits, lengths; and the character head's (B, T', chars) logits if asked for (training).
@@ -162,3 +165,15 @@ class ASRModel(nn.Module):
     @property
     def vocab_size(self) -> int:
         return self.network.proj.out_features
+
+    def training_flops(self, frames: int, with_char_head: bool = False) -> float:
+        """FLOPs of one training step (forward + backward, taken as 3x forward) over `frames` real output
+        frames: per frame, layer and direction 2 * 4H(D_in + H) for the LSTM, and 2 * D * V for each output
+        projection. The front end and padding are not counted: this is the useful work, for TFLOP/s figures."""
+        net, per_frame = self.network, 0
+        for layer in net.lstm:
+            for lstm in (layer.fwd, layer.bwd):
+                per_frame += 2 * 4 * lstm.hidden_size * (lstm.input_size + lstm.hidden_size)
+        for head in (net.proj, net.char_proj if with_char_head else None):
+            per_frame += 2 * head.in_features * head.out_features if head is not None else 0
+        return 3.0 * per_frame * frames

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.dims import from_model_args
 from asr.errors import ASRError, file_error
 from asr.text import tokenizer_from_dict
 
-EXPORT_FORMAT = 1  # model.json's layout; raised whenever an older runtime would misread a newer folder
+EXPORT_FORMAT = 2  # model.json's layout; raised whenever an older runtime would misread a newer folder
+# Format 1 differs only in how it held the model description ("model_args"), which running needs not.
+READABLE_FORMATS = (1, EXPORT_FORMAT)
 ONNX_FILE, INFO_FILE = "model.onnx", "model.json"
 
 
@@ -54,10 +57,13 @@ def load_exported(folder: Path, device: str = "auto"):
         info = json.loads(info_path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise file_error(info_path, f"not valid JSON ({e})") from None
-    if not isinstance(info, dict) or info.get("format") != EXPORT_FORMAT:
+    if not isinstance(info, dict) or info.get("format") not in READABLE_FORMATS:
         raise file_error(info_path, f"export format {info.get('format') if isinstance(info, dict) else None} is not "
-                                    f"the one this version of asr reads ({EXPORT_FORMAT}): export the model again")
+                                    f"one this version of asr reads ({', '.join(map(str, READABLE_FORMATS))}): "
+                                    f"export the model again")
     try:
+        if info["format"] == 1:
+            info = {**info, "format": EXPORT_FORMAT, "dims": from_model_args(info.pop("model_args"))}
         tokenizer = tokenizer_from_dict(info["tokenizer"])
         # Dynamically quantised ops run on the CPU only: an int8 model stays there unless told otherwise.
         network = OnnxNetwork(onnx_path, info["frame_samples"], "cpu" if device == "auto" and info.get("weights") == "int8" else device)

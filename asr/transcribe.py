@@ -11,73 +11,23 @@ dropped, so words cut by a window edge are still recognised from both sides. Not
 training code, nor torch: the network is a PyTorch checkpoint or an exported ONNX model (asr.runtime),
 called on NumPy arrays, and everything around it is shared.
 """
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, check_samples, load_audio, to_mono_16k
-from asr.config import from_plain
-from asr.data.batching import pack_by_duration, pad
-from asr.decoding import Hypothesis, Word, greedy, to_numpy, words_with_times
+from asr.decoding import DecodingOptions, Hypothesis, Word, decoding_options, greedy, to_numpy, words_with_times
 from asr.errors import ASRError, file_error
+from asr.packing import pack_by_duration, pad
+
+__all__ = ["DecodingOptions", "Model", "Result", "load_model"]
 
 WINDOW_S = 20  # audio longer than this is transcribed in windows of this length (about the
 #                longest training utterance: BiLSTMs generalise poorly to much longer inputs) ...
 CONTEXT_S = 2  # ... each with this much context on either side
 LONG_S = WINDOW_S + 2 * CONTEXT_S  # longer than one window with its context: windowed
 BATCH_SECONDS = 240  # padded audio per forward pass when transcribing many short files
-
-
-@dataclass(frozen=True)
-class DecodingOptions:
-    decoder: str | None = None  # greedy | beam; None: beam when an LM or a lexicon is given, else greedy
-    beam_size: int = 50
-    lm: str | None = None  # KenLM word n-gram: ARPA, gzipped ARPA or binary
-    lexicon: str | None = None  # allowed words, one per line (default with an LM: the LM's words)
-    lm_weight: float = 2.0
-    word_score: float = 0.0
-    word_timestamps: bool = True  # fill Result.words (start, end, confidence of each word)
-
-    def __post_init__(self):
-        if self.decoder not in (None, "greedy", "beam"):
-            raise ASRError(f"decoder {self.decoder!r}: expected greedy or beam")
-        if self.decoder == "greedy" and (self.lm or self.lexicon):
-            raise ASRError("an LM or a lexicon needs decoder='beam' (greedy decoding uses neither)")
-
-    @property
-    def beam(self) -> bool:
-        return self.decoder == "beam" or (self.decoder is None and bool(self.lm or self.lexicon))
-
-    @classmethod
-    def load(cls, path) -> "DecodingOptions":
-        """Settings saved by `asr tune-lm` (decoding.yaml); used only when asked for. A relative LM or
-        lexicon path names a file beside the settings when there is one (as `asr export` writes them),
-        else one relative to the current folder."""
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise file_error(path, "decoding settings not found")
-        try:
-            settings = yaml.safe_load(path.read_text()) or {}
-            if isinstance(settings, dict):
-                for key in ("lm", "lexicon"):
-                    if isinstance(settings.get(key), str) and (path.parent / settings[key]).is_file():
-                        settings[key] = str(path.parent / settings[key])
-            return from_plain(cls, settings)
-        except yaml.YAMLError as e:
-            raise file_error(path, f"not valid YAML ({str(e).splitlines()[0]})") from None
-        except ASRError as e:
-            raise file_error(path, str(e)) from None
-
-
-def decoding_options(options: DecodingOptions | None = None, **changes) -> DecodingOptions:
-    """`options` (or the defaults) with `changes`; an unknown name is an ASRError naming the closest."""
-    base = dataclasses.asdict(options or DecodingOptions())
-    values = {k: str(v) if isinstance(v, Path) else v for k, v in {**base, **changes}.items()}  # lm=Path(...)
-    return from_plain(DecodingOptions, values)
 
 
 @dataclass
@@ -109,7 +59,7 @@ class Model:
 
     def __init__(self, network, tokenizer, info: dict | None = None, source: str | None = None):
         self.network, self.tokenizer, self.device = network, tokenizer, network.device
-        self.info = info or {}  # the checkpoint's (or export's) description: model_args, tokenizer, config
+        self.info = info or {}  # the checkpoint's (or export's) description: dims, tokenizer, config
         self.source = source  # the checkpoint file or exported folder it was loaded from
         self.frame_samples = network.frame_samples  # audio samples per output frame
         self._decoders = {}  # (beam size, LM, lexicon) -> beam search: each LM is loaded once per model

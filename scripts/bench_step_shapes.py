@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from asr.config import Config  # noqa: E402
 from asr.model import ASRModel  # noqa: E402
 from asr.text import CharTokenizer  # noqa: E402
-from asr.training.module import model_args  # noqa: E402
+from asr.training.module import model_dims  # noqa: E402
 from asr.training.precision import model_step_seconds, probe_batches  # noqa: E402
 
 SHAPES = {  # name: (subsample_factor, hidden, layers)
@@ -40,7 +40,7 @@ def main():
         for name, (factor, hidden, layers) in SHAPES.items():
             model = {"subsample_factor": factor, "hidden": hidden, "layers": layers, "merge": "sum",
                      "dropout": 0.1, "char_ctc_layer": 2, "char_ctc_weight": 0.5}
-            net = ASRModel(**model_args(Config.from_dict({"model": model}), CharTokenizer().vocab_size)).network
+            net = ASRModel(model_dims(Config.from_dict({"model": model}), CharTokenizer().vocab_size)).network
             model_step_seconds(net, 80, shapes[:2], False)  # warm-up
             seconds = min(model_step_seconds(net, 80, shapes, False) for _ in range(2))
             print(f"{batch_seconds} s batches  {name:20s} {1000 * seconds / len(shapes):5.0f} ms/step  "

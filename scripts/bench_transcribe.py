@@ -26,7 +26,7 @@ from asr.config import load_config  # noqa: E402
 from asr.export import export  # noqa: E402
 from asr.model import ASRModel  # noqa: E402
 from asr.text import CharTokenizer, SentencePieceTokenizer  # noqa: E402
-from asr.training.module import model_args  # noqa: E402
+from asr.training.module import model_dims  # noqa: E402
 from asr.runtime import OnnxNetwork  # noqa: E402
 from asr.transcribe import load_model  # noqa: E402
 
@@ -40,7 +40,7 @@ def checkpoint_for(config_path: Path, out: Path) -> tuple[Path, int]:
         words = [f"W{i:05d}" for i in range(config.tokenizer.vocab_size)]
         tokenizer = SentencePieceTokenizer.train([" ".join(words[i : i + 8]) for i in range(0, len(words), 4)] * 5,
                                                  config.tokenizer.vocab_size, config.tokenizer.kind)
-    model = ASRModel(**model_args(config, tokenizer.vocab_size))
+    model = ASRModel(model_dims(config, tokenizer.vocab_size))
     path = write_checkpoint(out / f"{config_path.stem}.ckpt", model, tokenizer, config.to_dict())
     return path, sum(p.numel() for p in model.network.parameters())
 

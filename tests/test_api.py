@@ -50,7 +50,7 @@ def test_options_as_a_dataclass_or_keywords(model, clip, tmp_path):
     assert asr.DecodingOptions(lm="x.arpa").beam  # an LM alone means beam search
     from pathlib import Path
 
-    from asr.transcribe import decoding_options
+    from asr.decoding import decoding_options
 
     assert decoding_options(lm=Path("lm.arpa")).lm == "lm.arpa"  # a path object is as good as a string
     saved = tmp_path / "decoding.yaml"
@@ -59,6 +59,16 @@ def test_options_as_a_dataclass_or_keywords(model, clip, tmp_path):
     saved.write_text("decoder: beam\nbeem_size: 4\n")
     with pytest.raises(asr.ASRError, match="decoding.yaml: unknown key 'beem_size'"):
         asr.DecodingOptions.load(saved)
+
+
+def test_decoding_options_save_and_load_round_trip_with_files_beside_them(tmp_path):
+    (tmp_path / "lm.arpa").write_text("stand-in")
+    options = asr.DecodingOptions(decoder="beam", beam_size=8, lm="lm.arpa", lm_weight=3e-4, word_score=-1.0)
+    path = options.save(tmp_path / "decoding.yaml", "tuned on dev\nsecond line")
+    assert path.read_text().startswith("# tuned on dev\n# second line\n")
+    loaded = asr.DecodingOptions.load(path)  # the LM is named relative to the settings: found beside them
+    assert loaded == asr.DecodingOptions(decoder="beam", beam_size=8, lm=str(tmp_path / "lm.arpa"), lm_weight=3e-4,
+                                         word_score=-1.0)
 
 
 def test_bad_input_raises_one_clear_error(model, tmp_path):

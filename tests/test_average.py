@@ -74,3 +74,23 @@ def test_a_checkpoint_without_a_training_config_loads_but_does_not_fine_tune(ove
                                                                  "val": str(manifests["dev"])}})
     with pytest.raises(asr.ASRError, match="bare.ckpt: holds no training config"):
         pretrained_module(config)
+
+
+def test_an_averaged_checkpoint_outside_checkpoints_gets_its_report_and_its_model_card(snapshot_run, tiny_corpus,
+                                                                                        tmp_path, run_cli):
+    """`asr average --out elsewhere/avg.ckpt`, then `asr evaluate` and `asr export` on it: the report goes beside
+    the checkpoint (its run folder, asr.runs), and the export's model card finds it there."""
+    import json
+
+    avg = tmp_path / "elsewhere" / "avg.ckpt"
+    avg.parent.mkdir()
+    assert run_cli("average", "--run", snapshot_run, "--last", 2, "--out", avg)[0] == 0
+    test = tiny_corpus[1]["test"]
+    code, out, err = run_cli("evaluate", "--checkpoint", avg, "--data", test)
+    assert code == 0, err
+    report = avg.parent / f"eval-{test.stem}" / "summary.json"
+    assert report.is_file() and not (tmp_path / f"eval-{test.stem}").exists()
+    code, _, err = run_cli("export", "--checkpoint", avg, "--out", tmp_path / "model")
+    assert code == 0, err
+    card = json.loads((tmp_path / "model" / "model.json").read_text())["card"]
+    assert [e["wer"] for e in card["evaluations"]] == [json.loads(report.read_text())["wer"]]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from asr.data.batching import collate, min_frames_for, pack_by_duration, pad, perturb_speed, usable_rows
+from asr.data.batching import collate, min_frames_for, perturb_speed, usable_rows
+from asr.packing import pack_by_duration, pad
 from asr.model import StackSubsampling
 from asr.text import CharTokenizer
 

@@ -130,10 +130,10 @@ def test_oneDNN_on_an_avx2_only_cpu_has_no_bf16_lstm_and_asr_says_so():
 def test_precision_probe_times_the_models_step_and_leaves_no_trace():
     import torch
 
-    from asr.model import BiLSTMCTC
+    from asr.model import BiLSTMCTC, ModelDims
     from asr.training.precision import is_distributed, model_step_seconds
 
-    model = BiLSTMCTC(vocab_size=29, hidden=16, layers=2, dropout=0.1)
+    model = BiLSTMCTC(ModelDims(vocab_size=29, hidden=16, layers=2, dropout=0.1))
     torch.manual_seed(1)
     expected = torch.rand(3)
     torch.manual_seed(1)

@@ -1,5 +1,4 @@
 """Greedy and beam decoding, the ARPA builder, LM/lexicon checks, word times and subtitle writers."""
-import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -7,14 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from asr import ngram
 from asr.decoding import BeamSearch, Hypothesis, greedy, words_with_times
 from asr.errors import ASRError
 from asr.text import BLANK, CharTokenizer, SentencePieceTokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("build_arpa", ROOT / "scripts" / "build_arpa.py")
-build_arpa = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build_arpa)
 
 SENTENCES = ["HELLO WORLD", "HELLO THERE", "THE WORLD IS BIG", "HELLO BIG WORLD", "THERE IS HELP"]
 
@@ -41,18 +37,18 @@ def emissions_for(text: str, tokenizer, frames_per_token=3, confusion=None) -> t
 @pytest.fixture(scope="module")
 def arpa(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("lm") / "lm.arpa"
-    probs, backoffs = build_arpa.build([s.split() for s in SENTENCES], order=3)
-    build_arpa.write_arpa(probs, backoffs, 3, path)
+    probs, backoffs = ngram.build([s.split() for s in SENTENCES], order=3)
+    ngram.write_arpa(probs, backoffs, 3, path)
     return path
 
 
 def test_arpa_distributions_sum_to_one():
-    probs, backoffs = build_arpa.build([s.split() for s in SENTENCES], order=3)
+    probs, backoffs = ngram.build([s.split() for s in SENTENCES], order=3)
     vocab = [g[0] for g in probs if len(g) == 1 and g[0] != "<s>"]
     p = {g: 10 ** lp for g, lp in probs.items()}
     b = {h: 10 ** lb for h, lb in backoffs.items()}
     for history in [(), ("HELLO",), ("<s>", "HELLO"), ("THE", "WORLD"), ("BIG",)]:
-        total = sum(build_arpa.lower_prob(p, b, history + (w,)) for w in vocab)
+        total = sum(ngram.lower_prob(p, b, history + (w,)) for w in vocab)
         assert total == pytest.approx(1.0, abs=1e-6), history
 
 
@@ -170,8 +166,8 @@ def test_bad_lm_is_refused_before_decoding(tmp_path, content, problem):
 
 def test_lm_with_another_vocabulary_is_refused(tmp_path):
     path = tmp_path / "lower.arpa"
-    probs, backoffs = build_arpa.build([s.lower().split() for s in SENTENCES], order=2)
-    build_arpa.write_arpa(probs, backoffs, 2, path)
+    probs, backoffs = ngram.build([s.lower().split() for s in SENTENCES], order=2)
+    ngram.write_arpa(probs, backoffs, 2, path)
     with pytest.raises(ASRError, match="vocabulary does not match the model"):
         BeamSearch(CharTokenizer(), lm=path)
 

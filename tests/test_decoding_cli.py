@@ -1,6 +1,5 @@
 """`asr transcribe` formats, `asr tune-lm`, decoding settings (--decoding), `asr prepare lm`."""
 import hashlib
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,18 +10,13 @@ from asr.data import lm as lm_files
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def train_arpa(tiny_corpus, tmp_path_factory) -> Path:
-    spec = importlib.util.spec_from_file_location("build_arpa", ROOT / "scripts" / "build_arpa.py")
-    build_arpa = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build_arpa)
-    sentences = [r["text"].split() for r in read_manifest(tiny_corpus[1]["train"])]
-    path = tmp_path_factory.mktemp("lm") / "train.arpa"
-    build_arpa.write_arpa(*build_arpa.build(sentences, 3), 3, path)
-    return path
+    from asr.ngram import build_arpa
+
+    return build_arpa([tiny_corpus[1]["train"]], tmp_path_factory.mktemp("lm") / "train.arpa", order=3)[0]
 
 
 @pytest.mark.slow
@@ -60,7 +54,7 @@ def test_beam_with_training_lm_and_tune_lm(overfit_run, tiny_corpus, train_arpa,
     assert "lm_weight:" in settings.read_text() and str(train_arpa) in settings.read_text()
     import yaml
 
-    from asr.transcribe import DecodingOptions
+    from asr.decoding import DecodingOptions
 
     saved = yaml.safe_load(settings.read_text())
     assert DecodingOptions.load(settings) == DecodingOptions(
@@ -75,7 +69,7 @@ def test_decoding_yaml_is_used_only_when_given_with_decoding(overfit_run, tiny_c
     """A decoding.yaml beside the checkpoint is not picked up by itself (greedy, the default, is used): only
     `--decoding FILE` applies it, and decoder flags given with it override its values."""
     import asr.transcribe
-    from asr.transcribe import DecodingOptions
+    from asr.decoding import DecodingOptions
 
     _, best = overfit_run
     train = tiny_corpus[1]["train"]
@@ -161,3 +155,33 @@ def test_prepare_lm_downloads_and_verifies(server, tmp_path, monkeypatch):
 def test_official_lm_table():
     assert set(lm_files.DEFAULT_FILES) <= set(lm_files.FILES)
     assert all(md5 is None or len(md5) == 32 for md5, _ in lm_files.FILES.values())
+
+
+def test_prepare_lm_from_text_writes_an_arpa_the_decoder_loads(tiny_corpus, run_cli, tmp_path):
+    from asr.decoding import BeamSearch
+    from asr.text import CharTokenizer
+
+    text = tmp_path / "text.txt"
+    text.write_text("Hello world.\n\nthe world is big\n")
+    out = tmp_path / "lm" / "mixed.arpa"
+    code, stdout, err = run_cli("prepare", "lm", "--text", tiny_corpus[1]["train"], text, "--order", 2, "--out", out)
+    assert code == 0, err
+    assert stdout == f"lm\t{out}\n" and "2-gram LM from 10 sentences" in err  # 8 manifest rows + 2 lines
+    arpa = out.read_text()
+    assert arpa.startswith("\\data\\\nngram 1=") and "\tHELLO WORLD" in arpa and "\\end\\" in arpa
+    BeamSearch(CharTokenizer(), beam_size=4, lm=out)  # flashlight's KenLM reads it
+
+
+def test_prepare_lm_arguments_and_bad_text_are_one_line_errors(run_cli, tmp_path):
+    code, _, err = run_cli("prepare", "lm", "--text", tmp_path / "missing.txt", "--out", tmp_path / "x.arpa")
+    assert code == 1 and "missing.txt: not found" in err
+    (tmp_path / "rows.jsonl").write_text('{"audio": "a.flac"}\n')
+    code, _, err = run_cli("prepare", "lm", "--text", tmp_path / "rows.jsonl", "--out", tmp_path / "x.arpa")
+    assert code == 1 and "rows.jsonl: line 1: not a manifest row" in err
+    code, _, err = run_cli("prepare", "lm", "--text", tmp_path / "rows.jsonl")
+    assert code == 1 and "--out LM.arpa is required" in err
+    code, _, err = run_cli("prepare", "lm", "--librispeech")
+    assert code == 1 and "--root is required" in err
+    code, _, err = run_cli("prepare", "lm", "--librispeech", "--text", "a.txt", "--root", tmp_path)
+    assert code == 2 and "not allowed with argument" in err
+    assert not (tmp_path / "x.arpa").exists()

@@ -70,7 +70,7 @@ def bad_checkpoints(ckpt, tmp_path_factory):
     vocab["asr"]["tokenizer"]["chars"] = " ABC"
     torch.save(vocab, d / "vocab.ckpt")
     shape = torch.load(ckpt, map_location="cpu", weights_only=True)  # the model's description, not its weights
-    shape["asr"]["model_args"]["network"]["hidden"] = 32
+    shape["asr"]["dims"]["hidden"] = 32
     torch.save(shape, d / "config.ckpt")
     old = torch.load(ckpt, map_location="cpu", weights_only=True)
     old["asr"]["format"] = 1

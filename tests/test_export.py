@@ -42,7 +42,7 @@ def test_the_dft_log_mel_equals_the_stft_one():
     from asr.export import DFTLogMel
     from asr.features import LogMel
 
-    log_mel = LogMel()
+    log_mel = LogMel(80, 80.0)
     audio = torch.randn(3, 12345) * torch.tensor([[1.0], [0.01], [1e-4]])  # loud, quiet, very quiet
     torch.testing.assert_close(DFTLogMel(log_mel)(audio), log_mel(audio), atol=2e-4, rtol=1e-4)
 
@@ -83,15 +83,15 @@ def test_export_covers_every_front_end_and_network_option(tmp_path):
     char vocabulary: random weights, so only the graph is tested, against PyTorch on ragged batches."""
     from asr.checkpoint import write_checkpoint
     from asr.export import export
-    from asr.model import ASRModel
+    from asr.model import ASRModel, ModelDims
     from asr.runtime import OnnxNetwork, TorchNetwork
     from asr.text import CharTokenizer
 
     torch.manual_seed(0)
     tokenizer = CharTokenizer()
-    model = ASRModel({"n_mels": 64, "edge_pad_ms": 50.0, "normalize": "per_utterance", "taper_ms": 5.0},
-                     {"vocab_size": tokenizer.vocab_size, "subsample": "conv", "subsample_factor": 4, "hidden": 48,
-                      "layers": 2, "merge": "concat"}).eval()
+    dims = ModelDims(vocab_size=tokenizer.vocab_size, n_mels=64, edge_pad_ms=50.0, normalize="per_utterance",
+                     taper_ms=5.0, subsample="conv", subsample_factor=4, hidden=48, layers=2, merge="concat")
+    model = ASRModel(dims).eval()
     ckpt = write_checkpoint(tmp_path / "random.ckpt", model, tokenizer)
     export(ckpt, tmp_path / "out", log=lambda *a: None)
     onnx, ref = OnnxNetwork(tmp_path / "out" / "model.onnx", model.frame_samples, "cpu"), TorchNetwork(model)
@@ -140,7 +140,7 @@ def test_model_card_carries_the_evaluations_of_these_weights(overfit_run, tiny_c
 
 def test_export_includes_tuned_decoding_settings_with_their_lm(overfit_run, tiny_corpus, tmp_path, test_rows):
     from asr.export import export
-    from asr.transcribe import DecodingOptions
+    from asr.decoding import DecodingOptions
 
     words = sorted({w for r in read_manifest(tiny_corpus[1]["train"]) for w in r["text"].split()})
     (tmp_path / "words.txt").write_text("\n".join(words) + "\n")
@@ -164,7 +164,7 @@ def test_broken_exported_folders_are_one_line_errors(exported, tmp_path):
     shutil.copytree(exported, newer)
     info = json.loads((newer / "model.json").read_text())
     (newer / "model.json").write_text(json.dumps({**info, "format": 99}))
-    with pytest.raises(ASRError, match="export format 99 is not the one this version of asr reads"):
+    with pytest.raises(ASRError, match="export format 99 is not one this version of asr reads"):
         asr.load_model(newer)
     damaged = tmp_path / "damaged"
     shutil.copytree(exported, damaged)

@@ -2,9 +2,12 @@ import librosa
 import numpy as np
 import torch
 
-from asr.features import HOP_LENGTH, N_FFT, N_MELS, Frontend, LogMel, normalize_features, num_frames, taper_edges
+from asr.dims import ModelDims
+from asr.features import HOP_LENGTH, N_FFT, Frontend, LogMel, normalize_features, num_frames, taper_edges
 from asr.training.acoustics import AddNoise
 from asr.training.augment import Augmentation, FrequencyWarp, SpecAugment
+
+N_MELS = ModelDims.n_mels
 
 # Stated tolerance: torchaudio (float32 FFT) vs librosa (float64 reference) log-mel energies agree
 # within 1e-3 in natural-log units (0.004 dB) wherever the energy is above 1e-6 of the peak (below that, float32 rounding dominates).
@@ -26,24 +29,24 @@ def _librosa_mel(audio):
 
 def test_log_mel_matches_librosa():
     audio = _speechlike()
-    ours = LogMel()(torch.from_numpy(audio)[None])[0].numpy()  # (frames, 80)
+    ours = LogMel(N_MELS, 80.0)(torch.from_numpy(audio)[None])[0].numpy()  # (frames, 80)
     ref_mel = _librosa_mel(audio)
     ref = np.log(ref_mel + ref_mel.max() * 1e-8).T  # the floor: 80 dB below the peak
     assert ours.shape == ref.shape == (num_frames(torch.tensor(audio.size)).item(), 80)
     loud = ref_mel.T > 1e-6 * ref_mel.max()
     assert loud.mean() > 0.9
     assert np.abs(ours - ref)[loud].max() < TOLERANCE
-    narrow = LogMel(dynamic_range_db=60.0)(torch.from_numpy(audio)[None])[0].numpy()  # features.dynamic_range_db
+    narrow = LogMel(N_MELS, dynamic_range_db=60.0)(torch.from_numpy(audio)[None])[0].numpy()  # features.dynamic_range_db
     assert np.abs(narrow - np.log(ref_mel + ref_mel.max() * 1e-6).T)[loud].max() < TOLERANCE
 
 
 def test_quiet_recording_gets_the_same_normalised_features_as_a_loud_one():
     audio = torch.from_numpy(_speechlike())[None]
     lengths = num_frames(torch.tensor([audio.shape[1]]))
-    loud, quiet = (normalize_features(LogMel()(audio * gain), lengths) for gain in (1.0, 0.003))  # -50 dB
+    loud, quiet = (normalize_features(LogMel(N_MELS, 80.0)(audio * gain), lengths) for gain in (1.0, 0.003))  # -50 dB
     assert (loud - quiet).abs().max() < 1e-3
     # Guard: a fixed floor (the 1e-6 of earlier versions) would have gated the quiet copy.
-    mel = LogMel().mel
+    mel = LogMel(N_MELS, 80.0).mel
     old_loud, old_quiet = (normalize_features(torch.log(mel(audio * gain) + 1e-6).transpose(1, 2), lengths)
                            for gain in (1.0, 0.003))
     assert (old_loud - old_quiet).abs().max() > 0.5
@@ -51,8 +54,8 @@ def test_quiet_recording_gets_the_same_normalised_features_as_a_loud_one():
 
 def test_padding_does_not_change_features_of_real_frames():
     audio = torch.from_numpy(_speechlike(0.8))
-    alone = LogMel()(audio[None])[0]
-    padded = LogMel()(torch.nn.functional.pad(audio, (0, 8000))[None])[0]
+    alone = LogMel(N_MELS, 80.0)(audio[None])[0]
+    padded = LogMel(N_MELS, 80.0)(torch.nn.functional.pad(audio, (0, 8000))[None])[0]
     assert torch.allclose(alone, padded[: alone.shape[0]], atol=1e-4)
 
 
@@ -155,7 +158,7 @@ def test_taper_removes_the_click_of_a_clip_cut_mid_sound():
     cut = torch.sin(2 * torch.pi * 300 * t)[None]  # a 300 Hz tone that stops abruptly
     lens = torch.tensor([cut.shape[1]])
     high = slice(50, 80)  # mel bins well above 300 Hz (about 2.5-8 kHz)
-    raw, tapered = (LogMel()(x)[0, :, high].exp().sum(-1) for x in (cut, taper_edges(cut, lens, 160)))
+    raw, tapered = (LogMel(N_MELS, 80.0)(x)[0, :, high].exp().sum(-1) for x in (cut, taper_edges(cut, lens, 160)))
     assert raw[-1] > 30 * raw[-10]  # the step: broadband energy in the last frame, not in the middle
     assert tapered[-1] < 2 * tapered[-10]  # faded out: no click
 
@@ -166,17 +169,17 @@ def test_frontend_is_taper_log_mel_and_normalisation():
     lens = torch.tensor([16000, 11000])
     audio[1, 11000:] = 0
     for normalize, per_bin in (("per_bin", True), ("per_utterance", False)):
-        frontend = Frontend(taper_ms=10.0, normalize=normalize)
+        frontend = Frontend(N_MELS, 80.0, taper_ms=10.0, normalize=normalize)
         feats, frames = frontend(audio, lens)
         assert torch.equal(frames, num_frames(lens))
-        expected = normalize_features(LogMel()(taper_edges(audio, lens, 160)), frames, per_bin)
+        expected = normalize_features(LogMel(N_MELS, 80.0)(taper_edges(audio, lens, 160)), frames, per_bin)
         assert torch.allclose(feats, expected, atol=1e-5)
         alone, _ = frontend(audio[1:, :11000], lens[1:])  # padding changes nothing of the real frames
         assert torch.allclose(alone[0], feats[1, : frames[1]], atol=1e-4)
-    padded, padded_frames = Frontend(pad_samples=640)(audio, lens)  # edge padding: silence on both sides
+    padded, padded_frames = Frontend(N_MELS, 80.0, 10.0, "per_bin", pad_samples=640)(audio, lens)  # edge padding: silence on both sides
     assert torch.equal(padded_frames, num_frames(lens + 1280))
     try:
-        Frontend(normalize="per_word")
+        Frontend(N_MELS, 80.0, 10.0, normalize="per_word")
     except ValueError as e:
         assert "per_bin or per_utterance" in str(e)
     else:
@@ -193,7 +196,7 @@ def test_augmentation_follows_the_features_config_and_is_off_in_eval():
     assert (augment.specaugment.freq_masks, augment.specaugment.freq_width, augment.specaugment.time_width) == (1, 15, 0.2)
     torch.manual_seed(0)
     audio, lens = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 8000])
-    frontend = Frontend()
+    frontend = Frontend(N_MELS, 80.0, 10.0, "per_bin")
     plain, _ = frontend(audio, lens)
     augment.eval()
     assert torch.equal(frontend(audio, lens, augment)[0], plain)

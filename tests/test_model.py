@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asr.model import BiLSTMCTC
+from asr.model import BiLSTMCTC, ModelDims
 
 
 @pytest.mark.parametrize("subsample,factor,merge", [("stack", 4, "concat"), ("stack", 2, "concat"), ("conv", 4, "concat"),
@@ -9,8 +9,8 @@ from asr.model import BiLSTMCTC
 def test_padded_batch_equals_each_utterance_alone(subsample, factor, merge):
     """The backward LSTM must start at each utterance's own end, never on padding."""
     torch.manual_seed(0)
-    model = BiLSTMCTC(vocab_size=29, n_mels=80, subsample=subsample, subsample_factor=factor, hidden=32, layers=2,
-                      merge=merge).eval()
+    model = BiLSTMCTC(ModelDims(vocab_size=29, n_mels=80, subsample=subsample, subsample_factor=factor, hidden=32,
+                                layers=2, merge=merge)).eval()
     lengths = torch.tensor([97, 64, 33])
     feats = torch.randn(3, 97, 80) * (torch.arange(97)[None, :, None] < lengths[:, None, None])
     with torch.no_grad():
@@ -31,7 +31,7 @@ def test_unpacked_lstm_would_differ():
 
 
 def test_output_lengths_and_shapes():
-    model = BiLSTMCTC(vocab_size=29, hidden=16, layers=1, subsample_factor=4)
+    model = BiLSTMCTC(ModelDims(vocab_size=29, hidden=16, layers=1, subsample_factor=4))
     logits, lens = model(torch.randn(2, 101, 80), torch.tensor([101, 57]))
     assert logits.shape == (2, 26, 29)
     assert lens.tolist() == [26, 15]
@@ -41,18 +41,18 @@ def test_output_lengths_and_shapes():
 def test_summed_directions_halve_the_layer_width():
     """model.merge=sum adds the two directions (as DeepSpeech 2 does): each layer hands on H values, not 2H."""
     torch.manual_seed(0)
-    model = BiLSTMCTC(vocab_size=29, hidden=16, layers=2, merge="sum", char_ctc_layer=1, char_vocab_size=39).eval()
+    model = BiLSTMCTC(ModelDims(vocab_size=29, hidden=16, layers=2, merge="sum", char_ctc_layer=1, char_vocab_size=39)).eval()
     assert model.lstm[1].fwd.input_size == 16 and model.proj.in_features == 16 and model.char_proj.in_features == 16
     feats, lengths = torch.randn(2, 101, 80), torch.tensor([101, 57])
     layer = model.lstm[0]
     x, sub_lens = model.subsample(feats, lengths)
     with torch.no_grad():
-        concat = BiLSTMCTC(vocab_size=29, hidden=16, layers=2).lstm[0]
+        concat = BiLSTMCTC(ModelDims(vocab_size=29, hidden=16, layers=2)).lstm[0]
         concat.load_state_dict(layer.state_dict())
         both = concat(x, sub_lens)  # (B, T', 2H): forward then backward
         assert torch.allclose(layer(x, sub_lens), both[..., :16] + both[..., 16:], atol=1e-6)
     with pytest.raises(ValueError, match="merge"):
-        BiLSTMCTC(vocab_size=29, hidden=16, layers=2, merge="mean")
+        BiLSTMCTC(ModelDims(vocab_size=29, hidden=16, layers=2, merge="mean"))
 
 
 @pytest.mark.parametrize("subsample,factor", [("stack", 4), ("stack", 2), ("conv", 4)])
@@ -90,7 +90,7 @@ def test_edge_padding_is_heard_but_not_scored(subsample, factor):
 def test_char_head_reads_its_inner_layer():
     """model.char_ctc_layer: character logits from that layer's output; inference gets the main logits only."""
     torch.manual_seed(0)
-    model = BiLSTMCTC(vocab_size=50, hidden=16, layers=3, char_ctc_layer=2, char_vocab_size=39).eval()
+    model = BiLSTMCTC(ModelDims(vocab_size=50, hidden=16, layers=3, char_ctc_layer=2, char_vocab_size=39)).eval()
     feats, lengths = torch.randn(2, 101, 80), torch.tensor([101, 57])
     with torch.no_grad():
         logits, lens, chars = model(feats, lengths, with_char_logits=True)
@@ -100,7 +100,7 @@ def test_char_head_reads_its_inner_layer():
         logits2, _, chars2 = model(feats, lengths, with_char_logits=True)
     assert torch.equal(chars, chars2) and not torch.allclose(logits, logits2)
     with pytest.raises(ValueError, match="char_ctc_layer"):
-        BiLSTMCTC(vocab_size=50, hidden=16, layers=3, char_ctc_layer=4, char_vocab_size=39)
+        BiLSTMCTC(ModelDims(vocab_size=50, hidden=16, layers=3, char_ctc_layer=4, char_vocab_size=39))
 
 
 def test_char_ctc_loss_joins_the_training_loss():

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from asr.audio import load_audio
 from asr.config import DataConfig
-from asr.data.batching import collate, pack_by_duration, perturb_speed, usable_rows
+from asr.data.batching import collate, perturb_speed, usable_rows
+from asr.packing import pack_by_duration
 from asr.data.manifest import read_manifest
 from asr.data.shards import ShardStream, is_shard_index
 from asr.errors import ASRError

@@ -20,7 +20,8 @@ import soundfile as sf
 import torch
 
 from asr.audio import SAMPLE_RATE, check_samples, to_mono_16k
-from asr.data.batching import collate, pack_by_duration, perturb_speed
+from asr.data.batching import collate, perturb_speed
+from asr.packing import pack_by_duration
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError, file_error
 

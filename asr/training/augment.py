@@ -8,7 +8,6 @@ import torch.nn as nn
 
 from asr.audio import SAMPLE_RATE
 from asr.config import FeaturesConfig
-from asr.features import N_MELS
 from asr.training.acoustics import AddNoise, Channel, Reverb, room_impulse_responses
 
 
@@ -65,7 +64,7 @@ class FrequencyWarp(nn.Module):
     by linear interpolation between mel bins, on the device, without touching the audio or its length.
     """
 
-    def __init__(self, n_mels: int = N_MELS, max_warp: float = 0.0, boundary_hz: float = 4800.0):
+    def __init__(self, n_mels: int, max_warp: float = 0.0, boundary_hz: float = 4800.0):
         super().__init__()
         self.max_warp, self.boundary_hz, self.nyquist = max_warp, boundary_hz, SAMPLE_RATE / 2
         top_mel = slaney_hz_to_mel(self.nyquist)

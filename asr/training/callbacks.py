@@ -7,6 +7,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from asr.checkpoint import save_atomically, write_checkpoint
+from asr.runs import last_checkpoint, snapshot_path, snapshots
 from asr.training.module import WarmupDecay
 
 
@@ -31,9 +32,9 @@ class LastCheckpoint(pl.Callback):
     One callback owns the file. (Two ModelCheckpoints with save_last would each version it:
     last.ckpt and last-v1.ckpt.) Writes go through the trainer, so they are rank-0 only and atomic."""
 
-    def __init__(self, path: Path, every_n_steps: int | None, keep_last: int = 0):
-        self.path, self.every, self.keep_last = path, int(every_n_steps or 0), keep_last
-        self.snapshots = path.parent / "snapshots"
+    def __init__(self, run: Path, every_n_steps: int | None, keep_last: int = 0):
+        self.run, self.path = run, last_checkpoint(run)
+        self.every, self.keep_last = int(every_n_steps or 0), keep_last
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if self.every and trainer.global_step % self.every == 0 and trainer.global_step != getattr(self, "_saved", -1):
@@ -47,9 +48,9 @@ class LastCheckpoint(pl.Callback):
         new_weights = trainer.global_step != getattr(self, "_saved", -1)
         self._saved = trainer.global_step
         if self.keep_last and new_weights and trainer.is_global_zero:
-            write_checkpoint(self.snapshots / f"step-{trainer.global_step:08d}.ckpt", module.model, module.tokenizer,
+            write_checkpoint(snapshot_path(self.run, trainer.global_step), module.model, module.tokenizer,
                              module.config.to_dict())
-            for old in sorted(self.snapshots.glob("step-*.ckpt"))[: -self.keep_last]:
+            for old in snapshots(self.run)[: -self.keep_last]:
                 old.unlink()
 
 

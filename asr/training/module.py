@@ -13,7 +13,7 @@ from asr.config import Config
 from asr.decoding import greedy_decode
 from asr.errors import ASRError
 from asr.metrics import error_counts
-from asr.model import ASRModel
+from asr.model import ASRModel, ModelDims
 from asr.text import BLANK, CharTokenizer, normalize
 from asr.training.augment import Augmentation
 
@@ -24,16 +24,14 @@ MAX_SKIPPED_IN_A_ROW = 50  # fp16 loss scaling alone can skip a handful in a row
 STOP_CHECK_EVERY = 10  # optimizer steps between host reads of the skip count (the guard's only sync)
 
 
-def model_args(config: Config, vocab_size: int) -> dict:
-    """The run config -> ASRModel's arguments (what a checkpoint carries to rebuild it)."""
-    f, m = config.features, config.model
-    frontend = {"n_mels": f.n_mels, "dynamic_range_db": f.dynamic_range_db, "taper_ms": f.taper_ms,
-                "edge_pad_ms": f.edge_pad_ms, "normalize": f.normalize}
-    network = {"vocab_size": vocab_size, "subsample": m.subsample, "subsample_factor": m.subsample_factor,
-               "hidden": m.hidden, "layers": m.layers, "dropout": m.dropout, "merge": m.merge,
-               "char_ctc_layer": m.char_ctc_layer,
-               "char_vocab_size": CharTokenizer(CHAR_CTC_CHARS).vocab_size if m.char_ctc_layer else 0}
-    return {"frontend": frontend, "network": network}
+def model_dims(config: Config, vocab_size: int) -> ModelDims:
+    """The run config -> the model's description: each ModelDims field from the features or model section
+    that names it, the vocabulary from the tokenizer, the character head's from CHAR_CTC_CHARS."""
+    sections = (config.features, config.model)
+    values = {name: getattr(next(s for s in sections if hasattr(s, name)), name)
+              for name in ModelDims.field_names() if name not in ("vocab_size", "char_vocab_size")}
+    chars = CharTokenizer(CHAR_CTC_CHARS).vocab_size if config.model.char_ctc_layer else 0
+    return ModelDims(vocab_size=vocab_size, char_vocab_size=chars, **values)
 
 
 class CTCModule(pl.LightningModule):
@@ -46,7 +44,7 @@ class CTCModule(pl.LightningModule):
         if config.optim.decay not in WarmupDecay.SHAPES:
             raise ASRError(f"config key 'optim.decay': expected cosine or linear, got {config.optim.decay!r}")
         try:
-            self.model = ASRModel(**model_args(config, tokenizer.vocab_size))
+            self.model = ASRModel(model_dims(config, tokenizer.vocab_size))
             self.augment = Augmentation(config.features, config.seed)  # identity in eval mode
         except (TypeError, ValueError, KeyError) as e:
             raise ASRError(f"config section 'model'/'features': {e}") from None
@@ -163,7 +161,7 @@ class CTCModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint):
         # Plain data only, so checkpoints load with torch.load(weights_only=True).
-        checkpoint["asr"] = {"format": FORMAT_VERSION, "model_args": self.model.args,
+        checkpoint["asr"] = {"format": FORMAT_VERSION, "dims": self.model.dims.to_dict(),
                              "tokenizer": self.tokenizer.to_dict(), "config": self.config.to_dict()}
         # Random generators (SpecAugment masks, dropout, speed perturbation), so a resumed run draws
         # what the uninterrupted one would have drawn.

@@ -8,7 +8,7 @@ import torch
 
 from asr.audio import SAMPLE_RATE
 from asr.config import Config
-from asr.data.batching import pack_by_duration
+from asr.packing import pack_by_duration
 from asr.features import num_frames
 
 log = logging.getLogger("asr")

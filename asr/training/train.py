@@ -1,5 +1,4 @@
 """`asr train`: build the tokenizer, data, module and Lightning Trainer from a config, then fit."""
-import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -15,6 +14,8 @@ from asr.config import Config
 from asr.data.loader import SpeechDataModule
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError, file_error
+from asr.model import ModelDims
+from asr.runs import checkpoint_dir, last_checkpoint
 from asr.text import build_tokenizer, normalize, tokenizer_from_dict
 from asr.training.callbacks import AtomicCheckpointIO, BestCheckpoint, FollowTimeBudget, LastCheckpoint, StreamEpoch
 from asr.training.module import CTCModule
@@ -31,10 +32,9 @@ def build_trainer(config: Config, out_dir: Path) -> pl.Trainer:
         logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
     else:
         logger = pl.loggers.CSVLogger(out_dir, name="logs")
-    ckpt_dir = out_dir / "checkpoints"
-    best = BestCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_wer", mode="min", save_top_k=1,
+    best = BestCheckpoint(dirpath=checkpoint_dir(out_dir), filename="best", monitor="val_wer", mode="min", save_top_k=1,
                           auto_insert_metric_name=False)
-    last = LastCheckpoint(ckpt_dir / "last.ckpt", config.checkpoint.last_every_n_steps, config.checkpoint.keep_last)
+    last = LastCheckpoint(out_dir, config.checkpoint.last_every_n_steps, config.checkpoint.keep_last)
     callbacks = [best, last, StreamEpoch(), FollowTimeBudget(), LearningRateMonitor("step")]
     try:
         return pl.Trainer(
@@ -51,12 +51,12 @@ def train(config: Config, resume: bool = False) -> Path:
     """Train per `config`; returns the best checkpoint's path."""
     pl.seed_everything(config.seed, workers=True, verbose=False)
     out_dir = Path(config.out_dir)
-    last = out_dir / "checkpoints" / "last.ckpt"
+    last = last_checkpoint(out_dir)
     if resume and not last.is_file():
         raise ASRError(f"{last}: no checkpoint to resume from")
     if resume:  # the run goes on with the tokenizer and model its checkpoint was trained with
         saved = read_checkpoint(last)["asr"]  # weights only: a file that carries code is refused here
-        adopt_checkpoint_model(config, saved_config(last, saved))
+        adopt_checkpoint_model(config, last, saved)
         if config.trainer.get("precision") == "auto":  # the run goes on in the precision it chose at its start
             config.trainer["precision"] = saved["config"]["trainer"].get("precision", "auto")
         module = CTCModule(config, tokenizer_from_dict(saved["tokenizer"]))
@@ -127,22 +127,20 @@ def make_tokenizer(config: Config):
     return tokenizer
 
 
-# What a checkpoint's weights were trained with, beyond their shapes: the input chain.
-INPUT_FEATURES = ("n_mels", "dynamic_range_db", "taper_ms", "edge_pad_ms", "normalize")
-
-
-def adopt_checkpoint_model(config: Config, saved: Config) -> None:
-    """Make `config` describe the model of a checkpoint whose config is `saved` (tokenizer, model
-    shape, input features): those must match its weights, whatever the run's YAML says. Dropout and
-    the character head's loss weight stay this run's: they hold no weights."""
-    model = dataclasses.replace(saved.model, dropout=config.model.dropout, char_ctc_weight=config.model.char_ctc_weight)
-    changed = [key for key, theirs in (("tokenizer", saved.tokenizer), ("model", model))
-               if getattr(config, key) != theirs]
-    for key in INPUT_FEATURES:
-        if getattr(config.features, key) != getattr(saved.features, key):
-            changed.append(f"features.{key}")
-        setattr(config.features, key, getattr(saved.features, key))
-    config.tokenizer, config.model = saved.tokenizer, model
+def adopt_checkpoint_model(config: Config, path, info: dict) -> None:
+    """Make `config` describe the model of the checkpoint at `path` (its "asr" dict `info`): its tokenizer and
+    every ModelDims field must match its weights, whatever the run's YAML says. Dropout and the character
+    head's loss weight stay this run's: they hold no weights."""
+    saved, dims = saved_config(path, info), ModelDims.from_dict(info["dims"], str(path))
+    changed = ["tokenizer"] if config.tokenizer != saved.tokenizer else []
+    config.tokenizer = saved.tokenizer
+    for name in ModelDims.field_names():
+        if name in ("vocab_size", "char_vocab_size", "dropout"):  # the tokenizer's and the head's; no weights
+            continue
+        key = "features" if hasattr(config.features, name) else "model"
+        if getattr(getattr(config, key), name) != getattr(dims, name):
+            changed.append(f"{key}.{name}")
+            setattr(getattr(config, key), name, getattr(dims, name))
     if changed:
         log.warning("using the checkpoint's %s, not this config's", ", ".join(changed))
 
@@ -163,7 +161,7 @@ def pretrained_module(config: Config) -> CTCModule:
     augmentation, optimiser and schedule, all starting afresh."""
     path = Path(config.init_from)
     model, tokenizer, info = load_model_and_tokenizer(path)  # validated: one clear line for a bad file
-    adopt_checkpoint_model(config, saved_config(path, info))
+    adopt_checkpoint_model(config, path, info)
     module = CTCModule(config, tokenizer)
     module.model.load_state_dict(model.state_dict())
     log.info("initialised from %s (%s tokenizer, %d tokens)", path, tokenizer.kind, tokenizer.vocab_size)

@@ -1,24 +1,21 @@
-"""Build a word n-gram LM in ARPA format from transcripts, for `asr evaluate --lm` and `asr tune-lm`.
+"""Word n-gram LMs in ARPA format from transcripts or text, for beam search (`asr evaluate --lm`,
+`asr tune-lm`): `asr prepare lm --text TRAIN.jsonl --order 3 --out lm.arpa`.
 
-For real corpora use KenLM (`lmplz -o 4 < text.txt > lm.arpa`, modified Kneser-Ney): it is faster
-and better smoothed. This script is for where KenLM's tools are not installed (they have no pip
-wheel), e.g. to give the synthetic demo corpus an LM built from its TRAINING text only:
-
-    python scripts/build_arpa.py data/synth/manifests/train.jsonl --order 3 --out data/synth/lm/train-3gram.arpa
+For large corpora KenLM's `lmplz -o 4 < text.txt > lm.arpa` (modified Kneser-Ney) is faster and better
+smoothed; this builder is for where KenLM's tools are not installed (they have no pip wheel), e.g. to give
+a synthetic corpus an LM built from its TRAINING text only.
 
 Smoothing: interpolated absolute discounting (Ney et al. 1994), written in ARPA backoff form: a seen
 n-gram stores its interpolated probability, and a history's backoff weight is the probability mass
 its discounts freed, so every conditional distribution sums to one (tests/test_decoding.py checks).
 """
-import argparse
 import json
 import math
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from asr.text import normalize  # noqa: E402
+from asr.errors import ASRError, file_error
+from asr.text import normalize
 
 DISCOUNT = 0.7
 
@@ -89,31 +86,36 @@ def write_arpa(probs, backoffs, order, path):
         f.write("\n\\end\\\n")
 
 
-def read_sentences(paths):
+def word_sequences(paths):
+    """Normalised word lists, one per manifest row or non-empty text line."""
     for path in paths:
         path = Path(path)
-        with open(path) as f:
-            for line in f:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
-                text = json.loads(line)["text"] if path.suffix == ".jsonl" else line
+                try:
+                    text = json.loads(line)["text"] if path.suffix == ".jsonl" else line
+                except (ValueError, KeyError, TypeError):
+                    raise file_error(path, f"line {number}: not a manifest row with a \"text\"") from None
                 words = normalize(text).split()
                 if words:
                     yield words
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("inputs", nargs="+", help="manifests (.jsonl: their 'text') or plain text files (one sentence per line)")
-    p.add_argument("--order", type=int, default=3)
-    p.add_argument("--out", required=True)
-    args = p.parse_args()
-    sentences = list(read_sentences(args.inputs))
-    probs, backoffs = build(sentences, args.order)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_arpa(probs, backoffs, args.order, args.out)
-    print(f"{args.out}: {args.order}-gram LM from {len(sentences)} sentences, {len(probs)} n-grams")
-
-
-if __name__ == "__main__":
-    main()
+def build_arpa(inputs, out, order: int = 3) -> tuple[Path, int, int]:
+    """Manifests (.jsonl: their "text") or plain text files (a sentence per line) -> an ARPA file at `out`;
+    returns (out, sentences, n-grams)."""
+    if order < 1:
+        raise ASRError(f"--order {order}: expected 1 or more")
+    for path in map(Path, inputs):
+        if not path.is_file():
+            raise file_error(path, "not found")
+    sentences = list(word_sequences(inputs))
+    if not sentences:
+        raise ASRError(f"{', '.join(map(str, inputs))}: no words to build an LM from")
+    probs, backoffs = build(sentences, order)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_arpa(probs, backoffs, order, out)
+    return out, len(sentences), len(probs)
