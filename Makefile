@@ -116,6 +116,8 @@ english: install $(EN_DATA)/synth/corpus.json $(SO_DATA)/train.jsonl $(LJ_MANIFE
 
 test: install
 	$(BIN)/asr doctor
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 clean:

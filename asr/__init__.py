@@ -10,6 +10,7 @@
 
 Every error meant for users is an `asr.ASRError` with a one-line message naming the file and the problem.
 """
+
 from asr.errors import ASRError
 
 __all__ = ["ASRError", "DecodingOptions", "Model", "Result", "Word", "load_audio", "load_model"]

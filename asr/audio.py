@@ -3,6 +3,7 @@
 soundfile (libsndfile) decodes WAV, FLAC, OGG/Vorbis/Opus and MP3; anything else falls back to
 librosa/audioread. Resampling uses soxr, which is fast and band-limited.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,11 @@ def _decode(path: Path) -> tuple[np.ndarray, int]:
     try:
         import librosa
     except ImportError:  # the light runtime install: soundfile's formats only
-        raise file_error(path, "not a format soundfile reads (WAV, FLAC, OGG, Opus, MP3); "
-                               "reading others needs librosa: pip install librosa") from None
+        raise file_error(
+            path,
+            "not a format soundfile reads (WAV, FLAC, OGG, Opus, MP3); "
+            "reading others needs librosa: pip install librosa",
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # librosa warns about audioread; the error below says enough

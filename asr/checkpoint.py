@@ -4,6 +4,7 @@ one format version checked here, and turned into the inference model without any
 A checkpoint is the dict `asr train` writes (through Lightning): "state_dict" (the model's weights,
 under "model."), and "asr": {"format", "dims" (asr.dims.ModelDims as plain data), "tokenizer", "config"}.
 Training state (optimizer, schedule, loops, random generators) rides along for resuming."""
+
 import os
 import re
 import zipfile
@@ -19,8 +20,11 @@ FORMAT_VERSION = 3  # raised whenever a checkpoint of the old layout would load 
 
 def _from_format_2(asr: dict) -> dict:
     """Format 2 held the same fields as {"model_args": {"frontend": {...}, "network": {...}}}."""
-    return {**{k: v for k, v in asr.items() if k != "model_args"}, "format": 3,
-            "dims": from_model_args(asr["model_args"])}
+    return {
+        **{k: v for k, v in asr.items() if k != "model_args"},
+        "format": 3,
+        "dims": from_model_args(asr["model_args"]),
+    }
 
 
 UPGRADABLE = {2: _from_format_2}  # older formats read as the current one
@@ -36,7 +40,11 @@ def read_checkpoint(path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refuses anything but tensors and plain data
         raise file_error(path, _load_problem(path, e)) from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("asr"), dict) or not isinstance(ckpt.get("state_dict"), dict):
+    if (
+        not isinstance(ckpt, dict)
+        or not isinstance(ckpt.get("asr"), dict)
+        or not isinstance(ckpt.get("state_dict"), dict)
+    ):
         raise file_error(path, "not an asr checkpoint (no model description inside)")
     version = ckpt["asr"].get("format")
     if version in UPGRADABLE:
@@ -45,14 +53,17 @@ def read_checkpoint(path) -> dict:
         except (KeyError, TypeError):
             raise file_error(path, f"checkpoint format {version} without its model description") from None
     elif version != FORMAT_VERSION:
-        raise file_error(path, f"checkpoint format {version} is not the format this version of asr reads "
-                               f"({FORMAT_VERSION}): use the asr release that wrote it, or retrain")
+        raise file_error(
+            path,
+            f"checkpoint format {version} is not the format this version of asr reads "
+            f"({FORMAT_VERSION}): use the asr release that wrote it, or retrain",
+        )
     return ckpt
 
 
 def model_weights(state_dict: dict) -> dict:
     """The training module's state_dict -> the inference model's (its keys under "model.")."""
-    return {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in state_dict.items() if k.startswith("model.")}
 
 
 def load_model_and_tokenizer(path, device="cpu"):
@@ -71,12 +82,15 @@ def load_model_and_tokenizer(path, device="cpu"):
     except (KeyError, TypeError, ValueError) as e:
         raise file_error(path, f"incompatible checkpoint ({type(e).__name__}: {e})") from None
     if model.vocab_size != tokenizer.vocab_size:
-        raise file_error(path, f"tokenizer/vocabulary mismatch: the checkpoint's tokenizer has "
-                               f"{tokenizer.vocab_size} tokens but its weights output {model.vocab_size}")
+        raise file_error(
+            path,
+            f"tokenizer/vocabulary mismatch: the checkpoint's tokenizer has "
+            f"{tokenizer.vocab_size} tokens but its weights output {model.vocab_size}",
+        )
     try:
         model.load_state_dict(model_weights(ckpt["state_dict"]))
     except RuntimeError as e:  # missing, unexpected or misshapen tensors: say which
-        detail = next((l.strip() for l in str(e).splitlines()[1:] if l.strip()), str(e).splitlines()[0])
+        detail = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e).splitlines()[0])
         raise file_error(path, f"checkpoint weights do not match the model ({detail[:200]})") from None
     return model.to(device).eval(), tokenizer, info
 
@@ -87,8 +101,10 @@ def _load_problem(path: Path, e: Exception) -> str:
     text = str(e)
     blocked = re.search(r"GLOBAL ([\w.]+)", text)  # the weights-only unpickler met an import
     if blocked:
-        return (f"refusing to load: the file would import {blocked.group(1)}, which can run code; "
-                f"a checkpoint may hold only tensors and plain data")
+        return (
+            f"refusing to load: the file would import {blocked.group(1)}, which can run code; "
+            f"a checkpoint may hold only tensors and plain data"
+        )
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is something else
         return "not a PyTorch checkpoint file"
     if "Weights only load failed" in text:
@@ -101,7 +117,12 @@ def write_checkpoint(path, model, tokenizer, config: dict | None = None) -> Path
     """An inference checkpoint (weights and description, no training state) that load_model reads:
     for models made outside `asr train` (benchmarks, averaged weights)."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    asr = {"format": FORMAT_VERSION, "dims": model.dims.to_dict(), "tokenizer": tokenizer.to_dict(), "config": config or {}}
+    asr = {
+        "format": FORMAT_VERSION,
+        "dims": model.dims.to_dict(),
+        "tokenizer": tokenizer.to_dict(),
+        "config": config or {},
+    }
     return save_atomically({"state_dict": state, "asr": asr}, path)
 
 
@@ -141,8 +162,9 @@ def average_checkpoints(paths, out) -> Path:
         weights = model_weights(ckpt["state_dict"])
         same = all(ckpt["asr"].get(key) == info.get(key) for key in ("dims", "tokenizer"))
         if not same or weights.keys() != sums.keys() or any(weights[k].shape != sums[k].shape for k in sums):
-            raise file_error(path, f"not the same model and tokenizer as {paths[0]}: only snapshots of one "
-                                   f"run can be averaged")
+            raise file_error(
+                path, f"not the same model and tokenizer as {paths[0]}: only snapshots of one run can be averaged"
+            )
         for k in sums:
             sums[k] += weights[k].double()
     like = model_weights(first["state_dict"])

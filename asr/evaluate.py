@@ -4,17 +4,18 @@ Writes `utterances.jsonl` (id, audio, reference, hypothesis, per-utterance error
 stopped a file) and `summary.json` (corpus WER/CER, counts, failures, the most frequent word errors,
 WER by any manifest field asked for) to the output folder, and `by-FIELD.tsv` for each such field.
 """
+
 import dataclasses
 import json
 from pathlib import Path
 
 from asr.data.manifest import read_manifest, write_manifest
+from asr.decoding import DecodingOptions
 from asr.errors import ASRError
 from asr.metrics import error_counts, wer
 from asr.runs import REPORT
 from asr.runtime import fingerprint
 from asr.text import normalize
-from asr.decoding import DecodingOptions
 from asr.transcribe import Model
 
 
@@ -32,15 +33,24 @@ def read_eval_data(data) -> list[dict]:
     return scan_librispeech(data)
 
 
-def evaluate(model: Model, rows: list[dict], out_dir, options: DecodingOptions | None = None, by=(),
-             log=print, data: str | None = None) -> dict:
+def evaluate(
+    model: Model,
+    rows: list[dict],
+    out_dir,
+    options: DecodingOptions | None = None,
+    by=(),
+    log=print,
+    data: str | None = None,
+) -> dict:
     """Transcribe `rows` and score them; `by`: manifest fields to break the WER down by (e.g. speaker).
     `data`: what the rows were read from, recorded in summary.json with the model's path and sha256 (so
     `asr export` can put the score in the model card)."""
     for field in by:  # checked first: a typo would otherwise put every utterance under "(none)"
         if not any(field in row for row in rows):
-            raise ASRError(f"--by {field}: no utterance in the data has this field "
-                           f"(fields: {', '.join(sorted({k for row in rows for k in row}))})")
+            raise ASRError(
+                f"--by {field}: no utterance in the data has this field "
+                f"(fields: {', '.join(sorted({k for row in rows for k in row}))})"
+            )
     out_dir = Path(out_dir)
     results = model.transcribe_many([r["audio"] for r in rows], options, word_timestamps=False)
     per_utt, refs, hyps, failed = [], [], [], []
@@ -57,11 +67,19 @@ def evaluate(model: Model, rows: list[dict], out_dir, options: DecodingOptions |
         per_utt.append(entry)
     word_err, words, char_err, chars = error_counts(refs, hyps)
     summary = {
-        "wer": word_err / words if words else None, "cer": char_err / chars if chars else None,  # None: nothing scored
-        "utterances": len(refs), "words": words, "word_errors": word_err, "chars": chars, "char_errors": char_err,
-        "failed": len(failed), "failures": failed, "top_errors": top_errors(refs, hyps),
+        "wer": word_err / words if words else None,
+        "cer": char_err / chars if chars else None,  # None: nothing scored
+        "utterances": len(refs),
+        "words": words,
+        "word_errors": word_err,
+        "chars": chars,
+        "char_errors": char_err,
+        "failed": len(failed),
+        "failures": failed,
+        "top_errors": top_errors(refs, hyps),
         "normalization": "asr.text.normalize: ASCII, upper case, punctuation removed except in-word apostrophes",
-        "data": data, "decoding": dataclasses.asdict(options or DecodingOptions()),
+        "data": data,
+        "decoding": dataclasses.asdict(options or DecodingOptions()),
         "model": {"path": model.source, "sha256": fingerprint(model.source) if model.source else None},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +87,8 @@ def evaluate(model: Model, rows: list[dict], out_dir, options: DecodingOptions |
     for field in by:
         summary["by"][field] = table = breakdown(rows, per_utt, field)
         lines = [f"{field}\twer\tcer\tutterances\twords"] + [
-            f"{value}\t{g['wer']:.4f}\t{g['cer']:.4f}\t{g['utterances']}\t{g['words']}" for value, g in table.items()]
+            f"{value}\t{g['wer']:.4f}\t{g['cer']:.4f}\t{g['utterances']}\t{g['words']}" for value, g in table.items()
+        ]
         (out_dir / f"by-{field}.tsv").write_text("\n".join(lines) + "\n")
     write_manifest(out_dir / "utterances.jsonl", per_utt)
     (out_dir / REPORT).write_text(json.dumps(summary, indent=2) + "\n")
@@ -89,8 +108,12 @@ def breakdown(rows, per_utt, field) -> dict:
     for value in sorted(groups):
         g = groups[value]
         words, chars = sum(e["words"] for e in g), sum(e["chars"] for e in g)
-        table[value] = {"wer": sum(e["word_errors"] for e in g) / max(words, 1),
-                        "cer": sum(e["char_errors"] for e in g) / max(chars, 1), "utterances": len(g), "words": words}
+        table[value] = {
+            "wer": sum(e["word_errors"] for e in g) / max(words, 1),
+            "cer": sum(e["char_errors"] for e in g) / max(chars, 1),
+            "utterances": len(g),
+            "words": words,
+        }
     return table
 
 
@@ -102,8 +125,11 @@ def top_errors(refs, hyps, n: int = 10) -> dict:
         return {"substitutions": [], "deletions": [], "insertions": []}
     subs, ins, dels = jiwer.collect_error_counts(jiwer.process_words(refs, hyps))
     most = lambda counts: sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
-    return {"substitutions": [[ref, hyp, c] for (ref, hyp), c in most(subs)],
-            "deletions": [[w, c] for w, c in most(dels)], "insertions": [[w, c] for w, c in most(ins)]}
+    return {
+        "substitutions": [[ref, hyp, c] for (ref, hyp), c in most(subs)],
+        "deletions": [[w, c] for w, c in most(dels)],
+        "insertions": [[w, c] for w, c in most(ins)],
+    }
 
 
 def breakdown_lines(summary: dict) -> list[str]:
@@ -111,16 +137,23 @@ def breakdown_lines(summary: dict) -> list[str]:
     lines = []
     for field, table in summary["by"].items():
         if len(table) <= 12:
-            lines += [f"  {field} {value}: WER {100 * g['wer']:.2f}%  CER {100 * g['cer']:.2f}%  "
-                      f"({g['utterances']} utterances, {g['words']} words)" for value, g in table.items()]
+            lines += [
+                f"  {field} {value}: WER {100 * g['wer']:.2f}%  CER {100 * g['cer']:.2f}%  "
+                f"({g['utterances']} utterances, {g['words']} words)"
+                for value, g in table.items()
+            ]
         else:
-            lines.append(f"  {field}: {len(table)} values, WER {spread([g['wer'] for g in table.values()])} "
-                         f"(by-{field}.tsv)")
+            lines.append(
+                f"  {field}: {len(table)} values, WER {spread([g['wer'] for g in table.values()])} (by-{field}.tsv)"
+            )
     top = summary["top_errors"]
     if top["substitutions"]:
         lines.append("  most frequent substitutions: " + ", ".join(f"{r}->{h} {c}" for r, h, c in top["substitutions"]))
-    lines += [f"  most frequent {kind}: " + ", ".join(f"{w} {c}" for w, c in top[kind])
-              for kind in ("deletions", "insertions") if top[kind]]
+    lines += [
+        f"  most frequent {kind}: " + ", ".join(f"{w} {c}" for w, c in top[kind])
+        for kind in ("deletions", "insertions")
+        if top[kind]
+    ]
     return lines
 
 
@@ -149,8 +182,16 @@ def scored_emissions(model: Model, rows: list[dict], log=print) -> tuple[list, l
     return emissions, refs
 
 
-def tune_lm(model: Model, rows: list[dict], lm, lexicon=None, lm_weights=(0.5, 1.0, 1.5, 2.0, 3.0),
-            word_scores=(-1.0, 0.0, 1.0, 2.0), beam_size: int = 50, log=print) -> dict:
+def tune_lm(
+    model: Model,
+    rows: list[dict],
+    lm,
+    lexicon=None,
+    lm_weights=(0.5, 1.0, 1.5, 2.0, 3.0),
+    word_scores=(-1.0, 0.0, 1.0, 2.0),
+    beam_size: int = 50,
+    log=print,
+) -> dict:
     """Grid-search LM weight and word score on `rows` (a dev set). The network runs once, on the same
     emissions `evaluate` decodes (long files in windows); each trial only re-runs the beam search over
     them. Returns the table and the best."""

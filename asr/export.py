@@ -11,6 +11,7 @@ The log-mel is computed with a DFT matrix instead of torch.stft (the ONNX export
 complex STFT); `DFTLogMel` equals `features.LogMel` within float rounding, and the export itself
 checks the ONNX model's logits against the PyTorch model's: a model that fails the check is not written.
 """
+
 import copy
 import dataclasses
 import json
@@ -83,10 +84,21 @@ def export_onnx(model, path: Path) -> None:
     audio, lens = map(torch.from_numpy, check_inputs())
     with warnings.catch_warnings():  # the tracer's notes on Python control flow: every branch taken is
         warnings.simplefilter("ignore")  # the same for any input of at least MIN_SAMPLES, which all are
-        torch.onnx.export(exportable(model), (audio, lens), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=["audio", "audio_lens"], output_names=["logits", "logit_lens"],
-                          dynamic_axes={"audio": {0: "batch", 1: "samples"}, "audio_lens": {0: "batch"},
-                                        "logits": {0: "batch", 1: "frames"}, "logit_lens": {0: "batch"}})
+        torch.onnx.export(
+            exportable(model),
+            (audio, lens),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["audio", "audio_lens"],
+            output_names=["logits", "logit_lens"],
+            dynamic_axes={
+                "audio": {0: "batch", 1: "samples"},
+                "audio_lens": {0: "batch"},
+                "logits": {0: "batch", 1: "frames"},
+                "logit_lens": {0: "batch"},
+            },
+        )
 
 
 def quantize_int8(path: Path) -> None:
@@ -100,7 +112,9 @@ def quantize_int8(path: Path) -> None:
 
     fp32 = path.with_name(path.stem + ".fp32.onnx")
     path.replace(fp32)
-    frontend = [n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node if n.name.startswith("/frontend/")]
+    frontend = [
+        n.name for n in onnx.load(str(fp32), load_external_data=False).graph.node if n.name.startswith("/frontend/")
+    ]
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # it logs every tensor it leaves alone
     try:
@@ -118,7 +132,9 @@ def compare(model, onnx_path: Path) -> float:
     ours, ours_lens = OnnxNetwork(onnx_path, model.frame_samples, "cpu")(audio, lens)
     ref, ref_lens = TorchNetwork(model, "cpu")(audio, lens)
     if ours.shape != ref.shape or not np.array_equal(ours_lens, ref_lens):
-        raise ASRError(f"{onnx_path}: the exported model's output shape {ours.shape} differs from PyTorch's {ref.shape}")
+        raise ASRError(
+            f"{onnx_path}: the exported model's output shape {ours.shape} differs from PyTorch's {ref.shape}"
+        )
     real = np.arange(ref.shape[1])[None, :] < ref_lens[:, None]
     return float(np.abs(ours - ref)[real].max())
 
@@ -141,16 +157,24 @@ def export(checkpoint, out, int8: bool = False, decoding=None, log=print) -> Pat
         export_onnx(model, onnx_path)
         fp32_error = compare(model, onnx_path)
         if fp32_error > CHECK_TOLERANCE:
-            raise ASRError(f"{checkpoint}: the ONNX graph's logits differ from PyTorch's by {fp32_error:.2g} "
-                           f"(more than {CHECK_TOLERANCE:g}); not exported")
+            raise ASRError(
+                f"{checkpoint}: the ONNX graph's logits differ from PyTorch's by {fp32_error:.2g} "
+                f"(more than {CHECK_TOLERANCE:g}); not exported"
+            )
         int8_error = None
         if int8:
             quantize_int8(onnx_path)
             int8_error = compare(model, onnx_path)
         card = model_card(checkpoint, read_checkpoint(checkpoint), model, fp32_error, int8_error)
-        description = {"format": EXPORT_FORMAT, "sample_rate": SAMPLE_RATE, "frame_samples": model.frame_samples,
-                       "weights": "int8" if int8 else "float32", "dims": info["dims"],
-                       "tokenizer": info["tokenizer"], "card": card}
+        description = {
+            "format": EXPORT_FORMAT,
+            "sample_rate": SAMPLE_RATE,
+            "frame_samples": model.frame_samples,
+            "weights": "int8" if int8 else "float32",
+            "dims": info["dims"],
+            "tokenizer": info["tokenizer"],
+            "card": card,
+        }
         (work / INFO_FILE).write_text(json.dumps(description, indent=1) + "\n")
         (work / "MODEL.md").write_text(render_card(card, out, int8))
         if decoding:
@@ -162,9 +186,11 @@ def export(checkpoint, out, int8: bool = False, decoding=None, log=print) -> Pat
         shutil.rmtree(work, ignore_errors=True)
         raise
     size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
-    log(f"{out}: {ONNX_FILE} ({(out / ONNX_FILE).stat().st_size / 1e6:.1f} MB, {'int8' if int8 else 'float32'}), "
+    log(
+        f"{out}: {ONNX_FILE} ({(out / ONNX_FILE).stat().st_size / 1e6:.1f} MB, {'int8' if int8 else 'float32'}), "
         f"{INFO_FILE}, MODEL.md{', decoding.yaml' if decoding else ''}; {size:.1f} MB in all. "
-        f"Largest logit difference from PyTorch: {fp32_error:.1e}" + (f" (int8: {int8_error:.2f})" if int8 else ""))
+        f"Largest logit difference from PyTorch: {fp32_error:.1e}" + (f" (int8: {int8_error:.2f})" if int8 else "")
+    )
     return out
 
 
@@ -193,14 +219,22 @@ def model_card(checkpoint: Path, ckpt: dict, model, fp32_error: float, int8_erro
         "source_checkpoint": checkpoint.name,
         "architecture": architecture(model),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "training": {"manifests": train, **training_hours(train), "steps": ckpt.get("global_step"),
-                     "epochs": ckpt.get("epoch", -1) + 1 if "epoch" in ckpt else None,
-                     "averaged_from": ckpt["asr"].get("averaged")},
+        "training": {
+            "manifests": train,
+            **training_hours(train),
+            "steps": ckpt.get("global_step"),
+            "epochs": ckpt.get("epoch", -1) + 1 if "epoch" in ckpt else None,
+            "averaged_from": ckpt["asr"].get("averaged"),
+        },
         "license": data.get("license"),
         "evaluations": evaluations(checkpoint),
         "config": config,
-        "export": {"torch": torch.__version__, "opset": OPSET, "max_logit_difference": fp32_error,
-                   "max_logit_difference_int8": int8_error},
+        "export": {
+            "torch": torch.__version__,
+            "opset": OPSET,
+            "max_logit_difference": fp32_error,
+            "max_logit_difference_int8": int8_error,
+        },
     }
 
 
@@ -208,9 +242,11 @@ def architecture(model) -> str:
     net = model.network
     merge = "directions summed" if net.lstm[0].merge == "sum" else "directions concatenated"
     subsample = "frame stacking" if net.subsample.__class__.__name__ == "StackSubsampling" else "2 convolutions"
-    return (f"{model.frontend.log_mel.mel.n_mels}-bin log-mel, {subsample} x{net.subsample.factor} in time, "
-            f"{len(net.lstm)} bidirectional LSTM layers of {net.lstm[0].fwd.hidden_size} units per direction "
-            f"({merge}), CTC over {model.vocab_size} tokens")
+    return (
+        f"{model.frontend.log_mel.mel.n_mels}-bin log-mel, {subsample} x{net.subsample.factor} in time, "
+        f"{len(net.lstm)} bidirectional LSTM layers of {net.lstm[0].fwd.hidden_size} units per direction "
+        f"({merge}), CTC over {model.vocab_size} tokens"
+    )
 
 
 def training_hours(manifests: list[str]) -> dict:
@@ -240,23 +276,48 @@ def evaluations(checkpoint: Path) -> list[dict]:
         except (ValueError, OSError):
             continue
         if summary.get("model", {}).get("sha256") == sha and summary.get("wer") is not None:
-            found.append({"data": summary.get("data"), "wer": summary["wer"], "cer": summary["cer"],
-                          "utterances": summary["utterances"], "words": summary["words"],
-                          "decoding": summary.get("decoding"), "report": str(summary_path.parent.relative_to(run))})
+            found.append(
+                {
+                    "data": summary.get("data"),
+                    "wer": summary["wer"],
+                    "cer": summary["cer"],
+                    "utterances": summary["utterances"],
+                    "words": summary["words"],
+                    "decoding": summary.get("decoding"),
+                    "report": str(summary_path.parent.relative_to(run)),
+                }
+            )
     return found
 
 
 def render_card(card: dict, out: Path, int8: bool) -> str:
     train, export = card["training"], card["export"]
-    hours = (f"{train['hours']} h in {train['utterances']:,} utterances" if "hours" in train
-             else "hours not counted: streamed shards, or manifests not readable where `asr export` ran")
-    lines = [f"# {out.name}", "", f"Exported from `{card['source_checkpoint']}` with `asr export`"
-             f"{' --int8' if int8 else ''}. Run it with `asr transcribe --model {out.name} FILE...` or "
-             f"`asr.load_model(\"{out.name}\")`: numpy, soundfile, soxr and onnxruntime are all it needs.", "",
-             "## Model", "", f"- {card['architecture']}", f"- {card['parameters']:,} parameters; input 16 kHz mono audio", "",
-             "## Training data", "", f"- manifests: {', '.join(f'`{m}`' for m in train['manifests']) or 'not recorded'}",
-             f"- {hours}", f"- {train['steps']:,} optimizer steps, saved in epoch {train['epochs']}" if train.get("steps") else
-             "- steps: not recorded in this checkpoint", f"- licence of the data: {card['license'] or 'not stated (set data.license in the training config)'}"]
+    hours = (
+        f"{train['hours']} h in {train['utterances']:,} utterances"
+        if "hours" in train
+        else "hours not counted: streamed shards, or manifests not readable where `asr export` ran"
+    )
+    lines = [
+        f"# {out.name}",
+        "",
+        f"Exported from `{card['source_checkpoint']}` with `asr export`"
+        f"{' --int8' if int8 else ''}. Run it with `asr transcribe --model {out.name} FILE...` or "
+        f'`asr.load_model("{out.name}")`: numpy, soundfile, soxr and onnxruntime are all it needs.',
+        "",
+        "## Model",
+        "",
+        f"- {card['architecture']}",
+        f"- {card['parameters']:,} parameters; input 16 kHz mono audio",
+        "",
+        "## Training data",
+        "",
+        f"- manifests: {', '.join(f'`{m}`' for m in train['manifests']) or 'not recorded'}",
+        f"- {hours}",
+        f"- {train['steps']:,} optimizer steps, saved in epoch {train['epochs']}"
+        if train.get("steps")
+        else "- steps: not recorded in this checkpoint",
+        f"- licence of the data: {card['license'] or 'not stated (set data.license in the training config)'}",
+    ]
     if train.get("averaged_from"):
         lines.append(f"- weights averaged over {len(train['averaged_from'])} checkpoints")
     lines += ["", "## Word error rate", ""]
@@ -269,9 +330,16 @@ def render_card(card: dict, out: Path, int8: bool) -> str:
         lines += ["", "Scored by `asr evaluate` on the checkpoint (PyTorch) after text normalisation (README)."]
     else:
         lines.append("No `asr evaluate` report of this checkpoint was found in its run folder.")
-    lines += ["", "## Export", "", f"- ONNX opset {export['opset']}, exported with torch {export['torch']}",
-              f"- largest logit difference from PyTorch on a check batch: {export['max_logit_difference']:.1e} (float32)"]
+    lines += [
+        "",
+        "## Export",
+        "",
+        f"- ONNX opset {export['opset']}, exported with torch {export['torch']}",
+        f"- largest logit difference from PyTorch on a check batch: {export['max_logit_difference']:.1e} (float32)",
+    ]
     if export["max_logit_difference_int8"] is not None:
-        lines.append(f"- weights quantised to int8 (dynamic): largest logit difference {export['max_logit_difference_int8']:.2f}")
+        lines.append(
+            f"- weights quantised to int8 (dynamic): largest logit difference {export['max_logit_difference_int8']:.2f}"
+        )
     lines += ["", "The full training config is in model.json (`card.config`).", ""]
     return "\n".join(lines)

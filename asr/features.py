@@ -1,10 +1,11 @@
 """The input chain: waveform -> tapered, padded -> log-mel -> per-utterance normalisation, as nn.Modules.
 
 It runs wherever the model runs (the GPU in training), on padded batches of raw waveforms, so the
-data loader only decodes audio. Training augmentation plugs into it (asr.training.augment). Parameters match librosa's defaults for a 25 ms / 10 ms mel
-filterbank (Slaney mel scale and area normalisation, zero-padded centred frames); a test checks
-the output against librosa.
+data loader only decodes audio. Training augmentation plugs into it (asr.training.augment).
+Parameters match librosa's defaults for a 25 ms / 10 ms mel filterbank (Slaney mel scale and area
+normalisation, zero-padded centred frames); a test checks the output against librosa.
 """
+
 import math
 
 import torch
@@ -34,8 +35,16 @@ class LogMel(nn.Module):
     def __init__(self, n_mels: int, dynamic_range_db: float):
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP_LENGTH,
-            n_mels=n_mels, power=2.0, center=True, pad_mode="constant", norm="slaney", mel_scale="slaney",
+            sample_rate=SAMPLE_RATE,
+            n_fft=N_FFT,
+            win_length=N_FFT,
+            hop_length=HOP_LENGTH,
+            n_mels=n_mels,
+            power=2.0,
+            center=True,
+            pad_mode="constant",
+            norm="slaney",
+            mel_scale="slaney",
         )
         self.dynamic_range_db = dynamic_range_db
 
@@ -80,8 +89,9 @@ def frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def normalize_features(feats: torch.Tensor, lengths: torch.Tensor, per_bin: bool = True,
-                       eps: float = 1e-5) -> torch.Tensor:
+def normalize_features(
+    feats: torch.Tensor, lengths: torch.Tensor, per_bin: bool = True, eps: float = 1e-5
+) -> torch.Tensor:
     """Per-utterance mean/variance normalisation over real frames only; padding is set to 0.
 
     Per-utterance statistics make the model indifferent to recording gain and channel, which
@@ -131,4 +141,3 @@ class Frontend(nn.Module):
         if augment is not None:
             feats = augment.features(feats, lengths)
         return feats, lengths
-

@@ -1,4 +1,5 @@
 """Word and character error counts with jiwer, on texts already normalised (asr.text.normalize)."""
+
 import jiwer
 
 

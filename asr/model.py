@@ -8,6 +8,7 @@ frames, so it cannot affect them), the backward one reads each utterance reverse
 length, so its padding also comes last. A padded batch therefore gives exactly the outputs of each
 utterance alone (tests/test_model.py checks it), at padded-LSTM speed.
 """
+
 import math
 
 import torch
@@ -112,8 +113,9 @@ class BiLSTMCTC(nn.Module):
         self.proj = nn.Linear(width, dims.vocab_size)
         layer, chars = dims.char_ctc_layer, dims.char_vocab_size
         if not 0 <= layer <= dims.layers or (layer and chars < 2):
-            raise ValueError(f"char_ctc_layer must be 0 (off) or 1..{dims.layers} with a character vocabulary, "
-                             f"got {layer}")
+            raise ValueError(
+                f"char_ctc_layer must be 0 (off) or 1..{dims.layers} with a character vocabulary, got {layer}"
+            )
         # Hierarchical CTC (Sanabria & Metze 2018): a character head on an inner layer, trained only. It
         # teaches the lower layers letters early, so the top layer's large subword units learn fast.
         self.char_ctc_layer = layer
@@ -145,8 +147,13 @@ class ASRModel(nn.Module):
         self.frame_samples = HOP_LENGTH * dims.subsample_factor  # audio per output frame
         # Edge padding in whole output frames, so that exactly its frames can be dropped from the logits.
         self.pad_frames = math.ceil(dims.edge_pad_ms * SAMPLE_RATE / 1000 / self.frame_samples)
-        self.frontend = Frontend(dims.n_mels, dims.dynamic_range_db, dims.taper_ms, dims.normalize,
-                                 pad_samples=self.pad_frames * self.frame_samples)
+        self.frontend = Frontend(
+            dims.n_mels,
+            dims.dynamic_range_db,
+            dims.taper_ms,
+            dims.normalize,
+            pad_samples=self.pad_frames * self.frame_samples,
+        )
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, augment=None, with_char_logits: bool = False):
         """-> logits, lengths; and the character head's (B, T', chars) logits if asked for (training).

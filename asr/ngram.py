@@ -9,6 +9,7 @@ Smoothing: interpolated absolute discounting (Ney et al. 1994), written in ARPA 
 n-gram stores its interpolated probability, and a history's backoff weight is the probability mass
 its discounts freed, so every conditional distribution sums to one (tests/test_decoding.py checks).
 """
+
 import json
 import math
 from collections import Counter, defaultdict
@@ -53,8 +54,10 @@ def build(sentences, order=3, discount=DISCOUNT):
             h = gram[:-1]
             probs[gram] = (c - discount) / hist_total[h] + backoffs[h] * lower_prob(probs, backoffs, gram[1:])
     probs[("<s>",)] = 0.0  # never predicted; ARPA convention gives it log10 p = -99
-    return ({g: (math.log10(p) if p > 0 else -99.0) for g, p in probs.items()},
-            {h: math.log10(b) for h, b in backoffs.items()})
+    return (
+        {g: (math.log10(p) if p > 0 else -99.0) for g, p in probs.items()},
+        {h: math.log10(b) for h, b in backoffs.items()},
+    )
 
 
 def lower_prob(probs, backoffs, gram):
@@ -97,7 +100,7 @@ def word_sequences(paths):
                 try:
                     text = json.loads(line)["text"] if path.suffix == ".jsonl" else line
                 except (ValueError, KeyError, TypeError):
-                    raise file_error(path, f"line {number}: not a manifest row with a \"text\"") from None
+                    raise file_error(path, f'line {number}: not a manifest row with a "text"') from None
                 words = normalize(text).split()
                 if words:
                     yield words

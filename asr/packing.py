@@ -1,6 +1,7 @@
 """How utterances are grouped into batches and padded: the one home of these rules, for training (the
 manifest loader, the shard stream) and transcription alike. NumPy only: transcription with an exported
 model runs where PyTorch is not installed."""
+
 import numpy as np
 
 

@@ -9,6 +9,7 @@
 
 Plain paths only (no torch): the runtime's `asr evaluate` uses it too.
 """
+
 from pathlib import Path
 
 CHECKPOINTS = "checkpoints"

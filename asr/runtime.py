@@ -8,6 +8,7 @@ so windowing, batching and decoding (asr.transcribe) are one code path for both.
 folder imports neither torch nor any training code: it runs where only numpy, soundfile, soxr and
 onnxruntime are installed (`pip install asr`, without the "train" extra).
 """
+
 import hashlib
 import json
 from pathlib import Path
@@ -58,15 +59,20 @@ def load_exported(folder: Path, device: str = "auto"):
     except (ValueError, UnicodeDecodeError) as e:
         raise file_error(info_path, f"not valid JSON ({e})") from None
     if not isinstance(info, dict) or info.get("format") not in READABLE_FORMATS:
-        raise file_error(info_path, f"export format {info.get('format') if isinstance(info, dict) else None} is not "
-                                    f"one this version of asr reads ({', '.join(map(str, READABLE_FORMATS))}): "
-                                    f"export the model again")
+        raise file_error(
+            info_path,
+            f"export format {info.get('format') if isinstance(info, dict) else None} is not "
+            f"one this version of asr reads ({', '.join(map(str, READABLE_FORMATS))}): "
+            f"export the model again",
+        )
     try:
         if info["format"] == 1:
             info = {**info, "format": EXPORT_FORMAT, "dims": from_model_args(info.pop("model_args"))}
         tokenizer = tokenizer_from_dict(info["tokenizer"])
         # Dynamically quantised ops run on the CPU only: an int8 model stays there unless told otherwise.
-        network = OnnxNetwork(onnx_path, info["frame_samples"], "cpu" if device == "auto" and info.get("weights") == "int8" else device)
+        network = OnnxNetwork(
+            onnx_path, info["frame_samples"], "cpu" if device == "auto" and info.get("weights") == "int8" else device
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise file_error(info_path, f"incomplete model description ({type(e).__name__}: {e})") from None
     return network, tokenizer, info
@@ -94,8 +100,9 @@ class TorchNetwork:
         import torch
 
         with torch.inference_mode():
-            logits, lengths = self.model(torch.from_numpy(audio).to(self.device),
-                                         torch.from_numpy(audio_lens).to(self.device))
+            logits, lengths = self.model(
+                torch.from_numpy(audio).to(self.device), torch.from_numpy(audio_lens).to(self.device)
+            )
         return logits.float().cpu().numpy(), lengths.cpu().numpy()
 
 
@@ -117,8 +124,10 @@ class OnnxNetwork:
             options.intra_op_num_threads = threads
         available, wants_cuda = ort.get_available_providers(), device.startswith("cuda")
         if wants_cuda and "CUDAExecutionProvider" not in available:
-            raise ASRError(f"device {device}: this onnxruntime has no CUDA provider ({', '.join(available)}); "
-                           f"pip uninstall onnxruntime, then pip install onnxruntime-gpu")
+            raise ASRError(
+                f"device {device}: this onnxruntime has no CUDA provider ({', '.join(available)}); "
+                f"pip uninstall onnxruntime, then pip install onnxruntime-gpu"
+            )
         providers = ["CPUExecutionProvider"]
         if (wants_cuda or device == "auto") and "CUDAExecutionProvider" in available:
             # HEURISTIC: every new audio length is a new convolution shape, which EXHAUSTIVE would time anew
@@ -131,10 +140,13 @@ class OnnxNetwork:
         self.frame_samples = int(frame_samples)
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         if wants_cuda and self.device != "cuda":  # listed, but its CUDA or cuDNN libraries did not load
-            raise ASRError(f"device {device}: onnxruntime's CUDA provider did not load (CUDA/cuDNN libraries "
-                           f"missing?); use device cpu")
+            raise ASRError(
+                f"device {device}: onnxruntime's CUDA provider did not load (CUDA/cuDNN libraries "
+                f"missing?); use device cpu"
+            )
 
     def __call__(self, audio: np.ndarray, audio_lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, lengths = self.session.run(None, {"audio": np.ascontiguousarray(audio, np.float32),
-                                                  "audio_lens": np.asarray(audio_lens, np.int64)})
+        logits, lengths = self.session.run(
+            None, {"audio": np.ascontiguousarray(audio, np.float32), "audio_lens": np.asarray(audio_lens, np.int64)}
+        )
         return logits, lengths

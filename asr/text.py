@@ -6,6 +6,7 @@ punctuation become spaces, apostrophes inside words are kept (DON'T), everything
 not A-Z, a digit or an apostrophe is dropped, and whitespace is collapsed. This matches
 LibriSpeech transcripts, which are already upper-case without punctuation.
 """
+
 import base64
 import re
 import unicodedata
@@ -77,8 +78,12 @@ class SentencePieceTokenizer:
         self.kind, self.model_proto = kind, model_proto
         self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
         pieces = [self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())]
-        self.chars = {c for i, p in enumerate(pieces) if not (self.sp.is_control(i) or self.sp.is_unknown(i))
-                      for c in p.replace("\u2581", "")}
+        self.chars = {
+            c
+            for i, p in enumerate(pieces)
+            if not (self.sp.is_control(i) or self.sp.is_unknown(i))
+            for c in p.replace("\u2581", "")
+        }
         self.pieces = pieces  # token id i + 1 is pieces[i]; "▁" marks the start of a word
 
     @classmethod
@@ -91,10 +96,19 @@ class SentencePieceTokenizer:
         texts = [t for t in texts if t]
         model = io.BytesIO()
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size, model_type=kind,
-            character_coverage=1.0, unk_id=0, bos_id=-1, eos_id=-1, pad_id=-1,
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=kind,
+            character_coverage=1.0,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
             hard_vocab_limit=False,  # a small corpus may not support vocab_size pieces: take what it has
-            num_threads=1, minloglevel=2)
+            num_threads=1,
+            minloglevel=2,
+        )
         return cls(model.getvalue(), kind)
 
     @property

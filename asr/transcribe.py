@@ -11,6 +11,7 @@ dropped, so words cut by a window edge are still recognised from both sides. Not
 training code, nor torch: the network is a PyTorch checkpoint or an exported ONNX model (asr.runtime),
 called on NumPy arrays, and everything around it is shared.
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +42,12 @@ class Result:
     def as_dict(self) -> dict:
         if self.error:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "text": self.text, "duration": round(self.duration, 3),
-                "words": [w.as_dict() for w in self.words]}
+        return {
+            "path": self.path,
+            "text": self.text,
+            "duration": round(self.duration, 3),
+            "words": [w.as_dict() for w in self.words],
+        }
 
 
 def load_model(path, device: str = "auto") -> "Model":
@@ -64,8 +69,9 @@ class Model:
         self.frame_samples = network.frame_samples  # audio samples per output frame
         self._decoders = {}  # (beam size, LM, lexicon) -> beam search: each LM is loaded once per model
 
-    def transcribe(self, audio, options: DecodingOptions | None = None, *, sample_rate: int = SAMPLE_RATE,
-                   **changes) -> Result:
+    def transcribe(
+        self, audio, options: DecodingOptions | None = None, *, sample_rate: int = SAMPLE_RATE, **changes
+    ) -> Result:
         """A path, a 1-D NumPy array or a 1-D torch tensor (float samples at `sample_rate`) -> Result.
         `changes`: DecodingOptions fields, e.g. decoder="beam", lm="lm.arpa". A bad input raises ASRError."""
         options = decoding_options(options, **changes)
@@ -78,8 +84,9 @@ class Model:
         logits = self.windowed_emissions(lambda lo, hi: wave[lo:hi], len(wave))
         return self.result("<array>", logits, len(wave) / SAMPLE_RATE, options)
 
-    def transcribe_many(self, paths, options: DecodingOptions | None = None, *, on_result=None,
-                        **changes) -> list[Result]:
+    def transcribe_many(
+        self, paths, options: DecodingOptions | None = None, *, on_result=None, **changes
+    ) -> list[Result]:
         """Many files: short ones batched together, long ones in windows. A file that fails becomes a
         Result with `error` set and the rest go on; `on_result` sees each result, in input order, as
         soon as it and every file before it are done."""
@@ -89,7 +96,9 @@ class Model:
 
         def done(path, logits, duration, error):
             try:
-                result = Result(str(path), error=error) if error else self.result(path, logits, duration, options, decode)
+                result = (
+                    Result(str(path), error=error) if error else self.result(path, logits, duration, options, decode)
+                )
             except Exception as e:  # an unexpected decoder failure: this file only
                 result = Result(str(path), error=str(file_error(path, f"{type(e).__name__}: {e}")))
             results.append(result)
@@ -101,7 +110,9 @@ class Model:
 
     def result(self, path, logits: np.ndarray, duration: float, options: DecodingOptions, decode=None) -> Result:
         hyp: Hypothesis = (decode or self.decoder(options))(logits)
-        words = words_with_times(hyp, self.tokenizer, self.frame_samples / SAMPLE_RATE) if options.word_timestamps else []
+        words = (
+            words_with_times(hyp, self.tokenizer, self.frame_samples / SAMPLE_RATE) if options.word_timestamps else []
+        )
         for w in words:  # the last frame may reach past the audio's end by up to one frame
             w.start, w.end = min(w.start, duration), min(w.end, duration)
         return Result(str(path), hyp.text, duration, words=words)
@@ -114,8 +125,9 @@ class Model:
         if search not in self._decoders:
             from asr.decoding import BeamSearch
 
-            self._decoders[search] = BeamSearch(self.tokenizer, options.beam_size, lm=options.lm,
-                                                lexicon=options.lexicon)
+            self._decoders[search] = BeamSearch(
+                self.tokenizer, options.beam_size, lm=options.lm, lexicon=options.lexicon
+            )
         return self._decoders[search].with_weights(options.lm_weight, options.word_score)
 
     def emissions(self, waves: list[np.ndarray]) -> list[np.ndarray]:
@@ -161,7 +173,12 @@ class Model:
                 shown += 1
 
         def failed(i, e):
-            finish(i, None, 0.0, str(e) if isinstance(e, ASRError) else str(file_error(paths[i], f"{type(e).__name__}: {e}")))
+            finish(
+                i,
+                None,
+                0.0,
+                str(e) if isinstance(e, ASRError) else str(file_error(paths[i], f"{type(e).__name__}: {e}")),
+            )
 
         def flush():
             items = list(pending.items())
@@ -183,8 +200,8 @@ class Model:
                 else:  # short, or in a format soundfile cannot seek in (m4a, webm...): decoded whole
                     wave = load_audio(path)
                     if len(wave) > LONG_S * SAMPLE_RATE:
-                        finish(i, self.windowed_emissions(lambda lo, hi: wave[lo:hi], len(wave)),
-                               len(wave) / SAMPLE_RATE, "")
+                        logits = self.windowed_emissions(lambda lo, hi, w=wave: w[lo:hi], len(wave))
+                        finish(i, logits, len(wave) / SAMPLE_RATE, "")
                     else:
                         pending[i] = wave
             except Exception as e:  # an unreadable file, or an unexpected failure: the others go on
@@ -202,8 +219,9 @@ class Model:
 
             def read(lo: int, hi: int) -> np.ndarray:  # 16 kHz sample positions -> that stretch, at 16 kHz
                 f.seek(int(lo * sr / SAMPLE_RATE))
-                return check_samples(to_mono_16k(f.read(int((hi - lo) * sr / SAMPLE_RATE), dtype="float32"), sr),
-                                     path, min_samples=0)
+                return check_samples(
+                    to_mono_16k(f.read(int((hi - lo) * sr / SAMPLE_RATE), dtype="float32"), sr), path, min_samples=0
+                )
 
             return self.windowed_emissions(read, int(f.frames * SAMPLE_RATE / sr))
 
@@ -217,8 +235,9 @@ def as_wave(audio, sample_rate: int) -> np.ndarray:
     if audio.ndim != 1:
         raise ASRError(f"<array>: expected 1-D mono samples, got shape {audio.shape} (average the channels first)")
     if not np.issubdtype(audio.dtype, np.floating):
-        raise ASRError(f"<array>: expected float samples in [-1, 1], got {audio.dtype} "
-                       f"(for 16-bit PCM divide by 32768)")
+        raise ASRError(
+            f"<array>: expected float samples in [-1, 1], got {audio.dtype} (for 16-bit PCM divide by 32768)"
+        )
     return check_samples(to_mono_16k(audio, sample_rate), "<array>")
 
 

@@ -3,6 +3,7 @@
 Subtitles need segments, not words: words are grouped into lines that break at pauses and are
 capped in length and duration, the way subtitle guidelines ask (about 42 characters, 7 seconds).
 """
+
 import json
 from pathlib import Path
 
@@ -21,8 +22,11 @@ def segments(words: list[Word]) -> list[tuple[float, float, str]]:
     for w in words:
         if current:
             text = " ".join(x.word for x in current + [w])
-            if (w.start - current[-1].end > PAUSE_S or w.end - current[0].start > MAX_SEGMENT_S
-                    or len(text) > MAX_SEGMENT_CHARS):
+            if (
+                w.start - current[-1].end > PAUSE_S
+                or w.end - current[0].start > MAX_SEGMENT_S
+                or len(text) > MAX_SEGMENT_CHARS
+            ):
                 out.append((current[0].start, current[-1].end, " ".join(x.word for x in current)))
                 current = []
         current.append(w)
@@ -37,8 +41,10 @@ def _timestamp(seconds: float, sep: str) -> str:
 
 
 def to_srt(words: list[Word]) -> str:
-    blocks = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n"
-              for i, (a, b, text) in enumerate(segments(words), 1)]
+    blocks = [
+        f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n"
+        for i, (a, b, text) in enumerate(segments(words), 1)
+    ]
     return "\n".join(blocks)
 
 
@@ -74,6 +80,6 @@ def check_output_names(paths, out_dir: Path) -> None:
 def write_output(result, fmt: str, out_dir: Path) -> Path:
     """OUT_DIR/STEM.{txt,json,tsv,srt,vtt} for one transcribe Result."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{Path(result.path).stem}.{ {'text': 'txt'}.get(fmt, fmt)}"
+    path = out_dir / f"{Path(result.path).stem}.{ {'text': 'txt'}.get(fmt, fmt) }"
     path.write_text(render(result, fmt))
     return path

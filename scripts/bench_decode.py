@@ -7,6 +7,7 @@ The network runs once (not timed), on the emissions `asr evaluate` decodes (long
 then each decoder decodes the stored emissions of every utterance and the wall time of that loop
 alone is reported, with the WER each one gets.
 """
+
 import argparse
 import sys
 import time
@@ -45,9 +46,13 @@ def main():
     start = time.perf_counter()
     beam = BeamSearch(model.tokenizer, args.beam_size, lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight)
     setup = time.perf_counter() - start
-    print(f"{len(emissions)} utterances, {frames} output frames ({frames * model.frame_samples / 16000:.0f} s of audio)")
-    for name, decode in [("greedy", lambda e: greedy(e, model.tokenizer)),
-                         (f"beam {args.beam_size}" + (f" + {Path(args.lm).name}" if args.lm else ""), beam)]:
+    print(
+        f"{len(emissions)} utterances, {frames} output frames ({frames * model.frame_samples / 16000:.0f} s of audio)"
+    )
+    for name, decode in [
+        ("greedy", lambda e: greedy(e, model.tokenizer)),
+        (f"beam {args.beam_size}" + (f" + {Path(args.lm).name}" if args.lm else ""), beam),
+    ]:
         seconds, texts = timed(decode, emissions)
         print(f"{name:40s} {frames / seconds:10.0f} frames/s  ({seconds:.2f} s)  WER {100 * wer(refs, texts):.2f}%")
     print(f"beam decoder set-up (LM load, lexicon trie): {setup:.1f} s")

@@ -4,8 +4,9 @@ Both give each utterance exactly the outputs it would get alone; this measures w
     python scripts/bench_lstm.py [--device cpu|cuda] [--batch 12] [--frames 85] [--hidden 256] [--layers 3]
         [--dtype fp32|bf16|fp16]   (bf16/fp16: under autocast, as `precision: bf16-mixed|16-mixed` trains)
 """
-import contextlib
+
 import argparse
+import contextlib
 import time
 
 import torch
@@ -61,10 +62,14 @@ def main():
         h.float().sum().backward()
 
     t_packed, t_ours = timed(run_packed, a.device, a.repeats), timed(run_ours, a.device, a.repeats)
-    print(f"device={a.device} dtype={a.dtype} threads={torch.get_num_threads()} batch={a.batch} frames={a.frames} "
-          f"hidden={a.hidden} layers={a.layers}")
-    print(f"packed nn.LSTM: {1000 * t_packed:.1f} ms/step   padding-exact layers: {1000 * t_ours:.1f} ms/step   "
-          f"speed-up {t_packed / t_ours:.2f}x")
+    print(
+        f"device={a.device} dtype={a.dtype} threads={torch.get_num_threads()} batch={a.batch} frames={a.frames} "
+        f"hidden={a.hidden} layers={a.layers}"
+    )
+    print(
+        f"packed nn.LSTM: {1000 * t_packed:.1f} ms/step   padding-exact layers: {1000 * t_ours:.1f} ms/step   "
+        f"speed-up {t_packed / t_ours:.2f}x"
+    )
 
 
 if __name__ == "__main__":

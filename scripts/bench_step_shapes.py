@@ -7,6 +7,7 @@ each batch budget (20 and 40 s), times forward + backward of the network alone (
 duration sampler makes of the manifest (`asr.training.precision.probe_batches`), best of two passes after a warm-up.
 Front end, CTC loss, optimiser and data loading are not included: a real step costs more.
 """
+
 import argparse
 import json
 import sys
@@ -22,8 +23,12 @@ from asr.training.module import model_dims  # noqa: E402
 from asr.training.precision import model_step_seconds, probe_batches  # noqa: E402
 
 SHAPES = {  # name: (subsample_factor, hidden, layers)
-    "4x stacking, 3x320": (4, 320, 3), "6x stacking, 3x320": (6, 320, 3), "8x stacking, 3x320": (8, 320, 3),
-    "4x stacking, 3x256": (4, 256, 3), "6x stacking, 3x384": (6, 384, 3), "4x stacking, 4x320": (4, 320, 4),
+    "4x stacking, 3x320": (4, 320, 3),
+    "6x stacking, 3x320": (6, 320, 3),
+    "8x stacking, 3x320": (8, 320, 3),
+    "4x stacking, 3x256": (4, 256, 3),
+    "6x stacking, 3x384": (6, 384, 3),
+    "4x stacking, 4x320": (4, 320, 4),
 }
 
 
@@ -38,13 +43,23 @@ def main():
         shapes = probe_batches(durations, batch_seconds)
         audio = sum(b * frames * 0.01 for b, frames in shapes)  # seconds: 10 ms feature frames
         for name, (factor, hidden, layers) in SHAPES.items():
-            model = {"subsample_factor": factor, "hidden": hidden, "layers": layers, "merge": "sum",
-                     "dropout": 0.1, "char_ctc_layer": 2, "char_ctc_weight": 0.5}
+            model = {
+                "subsample_factor": factor,
+                "hidden": hidden,
+                "layers": layers,
+                "merge": "sum",
+                "dropout": 0.1,
+                "char_ctc_layer": 2,
+                "char_ctc_weight": 0.5,
+            }
             net = ASRModel(model_dims(Config.from_dict({"model": model}), CharTokenizer().vocab_size)).network
             model_step_seconds(net, 80, shapes[:2], False)  # warm-up
             seconds = min(model_step_seconds(net, 80, shapes, False) for _ in range(2))
-            print(f"{batch_seconds} s batches  {name:20s} {1000 * seconds / len(shapes):5.0f} ms/step  "
-                  f"{audio / seconds:6.1f} s of audio per s", flush=True)
+            print(
+                f"{batch_seconds} s batches  {name:20s} {1000 * seconds / len(shapes):5.0f} ms/step  "
+                f"{audio / seconds:6.1f} s of audio per s",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ subsampler's output for layer 1, then 2H, or H with summed directions); the outp
 2 * D * V (and 2 * D * C for a character head); training = 3x forward (backward ~ 2x forward). Padded
 frames are NOT counted: this is useful work only.
 """
+
 import argparse
 import itertools
 import math
@@ -94,8 +95,9 @@ class PackedBiLSTM(nn.Module):
         x, lengths = self.subsample(feats, lengths)
         cpu_lengths = lengths.cpu()  # packing needs them on the host: one sync per step
         for i, lstm in enumerate(self.lstm):
-            packed = nn.utils.rnn.pack_padded_sequence(self.dropout(x) if i else x, cpu_lengths, batch_first=True,
-                                                       enforce_sorted=False)
+            packed = nn.utils.rnn.pack_padded_sequence(
+                self.dropout(x) if i else x, cpu_lengths, batch_first=True, enforce_sorted=False
+            )
             out, _ = lstm(packed)
             x, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
             if self.sum:
@@ -137,9 +139,13 @@ class BaselineUtterances(NoiseUtterances):
 
 def baseline_collate(items):
     feats = [it["feats"] for it in items]
-    return {"feats": nn.utils.rnn.pad_sequence(feats, batch_first=True), "frames": torch.tensor([len(f) for f in feats]),
-            "targets": nn.utils.rnn.pad_sequence([torch.tensor(it["ids"]) for it in items], batch_first=True),
-            "target_lens": torch.tensor([len(it["ids"]) for it in items]), "ids": [it["id"] for it in items]}
+    return {
+        "feats": nn.utils.rnn.pad_sequence(feats, batch_first=True),
+        "frames": torch.tensor([len(f) for f in feats]),
+        "targets": nn.utils.rnn.pad_sequence([torch.tensor(it["ids"]) for it in items], batch_first=True),
+        "target_lens": torch.tensor([len(it["ids"]) for it in items]),
+        "ids": [it["id"] for it in items],
+    }
 
 
 class Vocabulary:
@@ -151,8 +157,14 @@ class Vocabulary:
 
 
 def loader(dataset, batches, collate_fn, workers, device):
-    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate_fn, num_workers=workers,
-                                       pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        collate_fn=collate_fn,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
 
 
 def to_device(batch, device):
@@ -185,8 +197,9 @@ def optimized_step(config, device, precision):
 
 def run_optimized(config, durations, texts, device, seconds, precision):
     module, step = optimized_step(config, device, precision)
-    batches = DurationBatchSampler(durations, config.data.max_batch_seconds, seed=0,
-                                   multiple=config.data.batch_multiple)
+    batches = DurationBatchSampler(
+        durations, config.data.max_batch_seconds, seed=0, multiple=config.data.batch_multiple
+    )
     data = loader(NoiseUtterances(durations, texts), batches, collate, config.data.num_workers, device)
     return measure(step, data, durations, device, seconds, module)
 
@@ -204,8 +217,14 @@ def run_baseline(config, durations, texts, device, seconds, per_batch):
         feats = normalize_features(batch["feats"], batch["frames"]).to(device)
         logits, out_lens = model(feats, batch["frames"].to(device))
         log_probs = F.log_softmax(logits.float(), -1).transpose(0, 1)
-        loss = F.ctc_loss(log_probs, batch["targets"].to(device), out_lens, batch["target_lens"].to(device),
-                          blank=BLANK, zero_infinity=True)
+        loss = F.ctc_loss(
+            log_probs,
+            batch["targets"].to(device),
+            out_lens,
+            batch["target_lens"].to(device),
+            blank=BLANK,
+            zero_infinity=True,
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -237,10 +256,16 @@ def measure(step, data, durations, device, seconds, module):
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
-    return {"x_real_time": audio_s / wall, "utts_per_s": utts / wall, "padding": 1 - audio_s / padded_s,
-            "steps": steps, "out_frames_per_s": out_frames / wall, "utts_per_batch": utts / steps,
-            "batches_multiple_of_8": multiples_of_8 / steps,
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan}
+    return {
+        "x_real_time": audio_s / wall,
+        "utts_per_s": utts / wall,
+        "padding": 1 - audio_s / padded_s,
+        "steps": steps,
+        "out_frames_per_s": out_frames / wall,
+        "utts_per_batch": utts / steps,
+        "batches_multiple_of_8": multiples_of_8 / steps,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else math.nan,
+    }
 
 
 def benchmark(config, device, seconds: float, utterances: int = 4000) -> dict:
@@ -254,13 +279,19 @@ def benchmark(config, device, seconds: float, utterances: int = 4000) -> dict:
     if precision == "auto":  # as `asr train` decides it: 16-mixed on a GPU, measured on a CPU (the run's batches)
         model = CTCModule(config, Vocabulary(config)).model.network
         shapes = probe_batches(durations, config.data.max_batch_seconds, multiple=config.data.batch_multiple)
-        precision = auto_precision("gpu" if device.type == "cuda" else "cpu", lambda bf16: model_step_seconds(
-            model, config.features.n_mels, shapes, bf16))
+        precision = auto_precision(
+            "gpu" if device.type == "cuda" else "cpu",
+            lambda bf16: model_step_seconds(model, config.features.n_mels, shapes, bf16),
+        )
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     per_batch = max(1, round(len(durations) / len(sampler.batches)))  # baseline: same utterances per step
-    results = {"precision": precision, "device_name": name, "mean_utterance_s": float(np.mean(durations)),
-               "optimized": run_optimized(config, durations, texts, device, seconds, precision),
-               "baseline": run_baseline(config, durations, texts, device, seconds, per_batch)}
+    results = {
+        "precision": precision,
+        "device_name": name,
+        "mean_utterance_s": float(np.mean(durations)),
+        "optimized": run_optimized(config, durations, texts, device, seconds, precision),
+        "baseline": run_baseline(config, durations, texts, device, seconds, per_batch),
+    }
     module = CTCModule(config, Vocabulary(config))
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     for path in ("optimized", "baseline"):
@@ -281,15 +312,19 @@ def main():
     args = p.parse_args()
     config = load_config(args.config, [f"data.train={args.config}", f"data.val={args.config}", *args.override])
     results = benchmark(config, torch.device(args.device), args.seconds, args.utterances)
-    print(f"{Path(args.config).name} on {results['device_name']}; {args.seconds:.0f} s per path; mean utterance "
-          f"{results['mean_utterance_s']:.1f} s; optimized path in {results['precision']}")
+    print(
+        f"{Path(args.config).name} on {results['device_name']}; {args.seconds:.0f} s per path; mean utterance "
+        f"{results['mean_utterance_s']:.1f} s; optimized path in {results['precision']}"
+    )
     for path in ("optimized", "baseline"):
         r = results[path]
         share = f" = {100 * r['share_of_peak']:.1f}% of peak" if r["share_of_peak"] else ""
-        print(f"{path:10s} {r['x_real_time']:9.1f}x real time  {r['utts_per_s']:8.1f} utt/s  padding "
-              f"{100 * r['padding']:4.1f}%  {r['steps']:5d} steps  {r['utts_per_batch']:5.1f} utt/batch "
-              f"({100 * r['batches_multiple_of_8']:3.0f}% x8)  {r['tflops']:7.2f} TFLOP/s{share}  "
-              f"peak mem {r['peak_gib']:.1f} GiB")
+        print(
+            f"{path:10s} {r['x_real_time']:9.1f}x real time  {r['utts_per_s']:8.1f} utt/s  padding "
+            f"{100 * r['padding']:4.1f}%  {r['steps']:5d} steps  {r['utts_per_batch']:5.1f} utt/batch "
+            f"({100 * r['batches_multiple_of_8']:3.0f}% x8)  {r['tflops']:7.2f} TFLOP/s{share}  "
+            f"peak mem {r['peak_gib']:.1f} GiB"
+        )
     print(f"speed-up: {results['speedup']:.2f}x")
 
 

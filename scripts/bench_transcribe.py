@@ -10,6 +10,7 @@ features, network, decoding all timed). PocketSphinx (its PyPI wheel's bundled U
 decodes the same files in the same run.
 RTF = wall seconds / audio seconds (lower is faster; 0.05 = 20x faster than real time).
 """
+
 import argparse
 import sys
 import tempfile
@@ -25,9 +26,9 @@ from asr.checkpoint import write_checkpoint  # noqa: E402
 from asr.config import load_config  # noqa: E402
 from asr.export import export  # noqa: E402
 from asr.model import ASRModel  # noqa: E402
+from asr.runtime import OnnxNetwork  # noqa: E402
 from asr.text import CharTokenizer, SentencePieceTokenizer  # noqa: E402
 from asr.training.module import model_dims  # noqa: E402
-from asr.runtime import OnnxNetwork  # noqa: E402
 from asr.transcribe import load_model  # noqa: E402
 
 
@@ -38,8 +39,11 @@ def checkpoint_for(config_path: Path, out: Path) -> tuple[Path, int]:
         tokenizer = CharTokenizer()
     else:  # same number of tokens as the config asks for; the pieces themselves do not matter here
         words = [f"W{i:05d}" for i in range(config.tokenizer.vocab_size)]
-        tokenizer = SentencePieceTokenizer.train([" ".join(words[i : i + 8]) for i in range(0, len(words), 4)] * 5,
-                                                 config.tokenizer.vocab_size, config.tokenizer.kind)
+        tokenizer = SentencePieceTokenizer.train(
+            [" ".join(words[i : i + 8]) for i in range(0, len(words), 4)] * 5,
+            config.tokenizer.vocab_size,
+            config.tokenizer.kind,
+        )
     model = ASRModel(model_dims(config, tokenizer.vocab_size))
     path = write_checkpoint(out / f"{config_path.stem}.ckpt", model, tokenizer, config.to_dict())
     return path, sum(p.numel() for p in model.network.parameters())
@@ -72,8 +76,9 @@ def main():
                 if engine == "PyTorch":
                     model = load_model(ckpt, "cpu")
                 else:
-                    folder = export(ckpt, Path(tmp) / f"{config.stem}-{engine[-4:]}", int8="int8" in engine,
-                                    log=lambda *a: None)
+                    folder = export(
+                        ckpt, Path(tmp) / f"{config.stem}-{engine[-4:]}", int8="int8" in engine, log=lambda *a: None
+                    )
                     model = load_model(folder, "cpu")
                     model.network = OnnxNetwork(folder / "model.onnx", model.frame_samples, "cpu", args.threads)
                 model.transcribe_many(paths[:2])  # warm-up: first-call allocations and kernel choices
@@ -81,8 +86,11 @@ def main():
                 results = model.transcribe_many(paths)
                 rtf = (time.perf_counter() - start) / audio_seconds
                 failed = sum(bool(r.error) for r in results)
-                print(f"{config.stem:18s} {n_params / 1e6:6.1f}M params  {engine:9s}  RTF {rtf:.4f}  "
-                      f"({1 / rtf:5.1f}x real time)" + (f"  {failed} failed" if failed else ""), flush=True)
+                print(
+                    f"{config.stem:18s} {n_params / 1e6:6.1f}M params  {engine:9s}  RTF {rtf:.4f}  "
+                    f"({1 / rtf:5.1f}x real time)" + (f"  {failed} failed" if failed else ""),
+                    flush=True,
+                )
     try:
         rtf = pocketsphinx_rtf(paths, audio_seconds)
         print(f"{'pocketsphinx':18s} {'':15s} RTF {rtf:.4f}  ({1 / rtf:5.1f}x real time)")

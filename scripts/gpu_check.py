@@ -13,6 +13,7 @@ that fails, hangs or runs out of time records why, and the others go on. Section
 trace.json.gz (one step's profiler trace), train_metrics.csv (`asr train`'s metrics), dmon.txt
 (nvidia-smi dmon during bench_train).
 """
+
 import argparse
 import contextlib
 import csv
@@ -31,8 +32,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
-QUICK = ["model.hidden=32", "model.layers=2", "data.max_batch_seconds=24", "data.num_workers=0", "data.max_duration=6",
-         "trainer.precision=32-true"]
+QUICK = [
+    "model.hidden=32",
+    "model.layers=2",
+    "data.max_batch_seconds=24",
+    "data.num_workers=0",
+    "data.max_duration=6",
+    "trainer.precision=32-true",
+]
 CONFIG = ROOT / "configs" / "librispeech-960.yaml"
 SYNC_STEPS = 10  # training steps whose host syncs are counted (CTCModule reads its skip count every 10th)
 
@@ -40,8 +47,9 @@ SYNC_STEPS = 10  # training steps whose host syncs are counted (CTCModule reads 
 def load(ctx):
     from asr.config import load_config
 
-    return load_config(CONFIG, [f"data.train={CONFIG}", f"data.val={CONFIG}", *(QUICK if ctx.quick else []),
-                                *ctx.overrides])
+    return load_config(
+        CONFIG, [f"data.train={CONFIG}", f"data.val={CONFIG}", *(QUICK if ctx.quick else []), *ctx.overrides]
+    )
 
 
 def make_batch(ctx, size: int, seconds: float) -> dict:
@@ -49,13 +57,18 @@ def make_batch(ctx, size: int, seconds: float) -> dict:
     (pinned for a GPU, as the loader does): a batch of the duration sampler's shape."""
     import numpy as np
     from bench_train import NOISE, CharTokenizer
+
     from asr.data.batching import collate
 
     chars, rng = CharTokenizer(), np.random.default_rng(size)
     letters = np.array(list(chars.DEFAULT_CHARS.replace("'", "").replace(" ", "")))
     texts = ["".join(rng.choice(letters, max(1, int(seconds * 15)))) for _ in range(size)]
-    batch = collate([{"id": i, "audio": NOISE[: int(seconds * 16000)], "ids": chars.encode(t), "text": t}
-                     for i, t in enumerate(texts)])
+    batch = collate(
+        [
+            {"id": i, "audio": NOISE[: int(seconds * 16000)], "ids": chars.encode(t), "text": t}
+            for i, t in enumerate(texts)
+        ]
+    )
     return {k: v.pin_memory() if ctx.cuda and hasattr(v, "pin_memory") else v for k, v in batch.items()}
 
 
@@ -82,8 +95,13 @@ def counting_syncs(counts: dict):
             return
         # The Python stack, not the warning's own location (for torch's C++ warnings, a C++ file).
         stack = [f for f in traceback.extract_stack()[:-1] if not f.filename.endswith("warnings.py")]
-        ours = [f for f in stack if f.filename.startswith(f"{ROOT}/asr/") or "lightning" in f.filename
-                or f.filename.endswith("bench_train.py")]
+        ours = [
+            f
+            for f in stack
+            if f.filename.startswith(f"{ROOT}/asr/")
+            or "lightning" in f.filename
+            or f.filename.endswith("bench_train.py")
+        ]
         where, via = (f"{short(f.filename)}:{f.lineno} {f.name}" for f in (stack[-1], (ours or stack)[-1]))
         key = where if via == where else f"{where} <- {via}"
         counts[key] = counts.get(key, 0) + 1
@@ -107,8 +125,11 @@ def short(path: str) -> str:
 
 def top_syncs(counts: dict, steps: int) -> dict:
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
-    return {"per_step": sum(counts.values()) / max(steps, 1), "steps": steps,
-            "where": [{"count": n, "line": k} for k, n in ranked]}
+    return {
+        "per_step": sum(counts.values()) / max(steps, 1),
+        "steps": steps,
+        "where": [{"count": n, "line": k} for k, n in ranked],
+    }
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -116,19 +137,30 @@ def machine(ctx):
     import pytorch_lightning as pl
     import torch
 
-    info = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(), "lightning": pl.__version__, "cpus": os.cpu_count(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "shm_free_gib": round(shutil.disk_usage("/dev/shm").free / 2**30, 1) if Path("/dev/shm").exists() else None}
+    info = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "lightning": pl.__version__,
+        "cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "shm_free_gib": round(shutil.disk_usage("/dev/shm").free / 2**30, 1) if Path("/dev/shm").exists() else None,
+    }
     if ctx.cuda:
         p = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": p.name, "sm": f"{p.major}{p.minor}", "sms": p.multi_processor_count,
-                       "memory_gib": round(p.total_memory / 2**30, 1)}
+        info["gpu"] = {
+            "name": p.name,
+            "sm": f"{p.major}{p.minor}",
+            "sms": p.multi_processor_count,
+            "memory_gib": round(p.total_memory / 2**30, 1),
+        }
     if shutil.which("nvidia-smi"):
         print(subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout)
         query = "name,driver_version,memory.total,clocks.max.sm,power.limit,temperature.gpu"
-        info["nvidia_smi"] = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
-                                            capture_output=True, text=True, timeout=30).stdout.strip()
+        info["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
     return info
 
 
@@ -150,13 +182,28 @@ def step_shapes(ctx):
     """A training step per batch shape, ~the config's padded audio each: sizes that are and are not
     multiples of 8, and above 128 (cuDNN's persistent LSTM kernel: fp16, batch % 8 == 0, <= 128)."""
     from bench_train import useful_flops
+
     from asr.features import num_frames
 
     torch = ctx.torch
     module, step = train_step(ctx)
-    shapes = ([(8, 1.0), (7, 1.0), (9, 1.0), (16, 0.5)] if ctx.quick else
-              [(80, 20.0), (79, 20.0), (81, 19.75), (88, 18.18), (96, 16.67), (100, 16.0), (104, 15.38),
-               (128, 12.5), (136, 11.76), (200, 8.0), (400, 4.0)])
+    shapes = (
+        [(8, 1.0), (7, 1.0), (9, 1.0), (16, 0.5)]
+        if ctx.quick
+        else [
+            (80, 20.0),
+            (79, 20.0),
+            (81, 19.75),
+            (88, 18.18),
+            (96, 16.67),
+            (100, 16.0),
+            (104, 15.38),
+            (128, 12.5),
+            (136, 11.76),
+            (200, 8.0),
+            (400, 4.0),
+        ]
+    )
     warmups, reps = (1, 1) if ctx.quick else (2, 3)
     rows = ctx.result.setdefault("rows", [])
     for size, seconds in shapes:
@@ -177,9 +224,12 @@ def step_shapes(ctx):
             wait(ctx)
             sec = (time.perf_counter() - start) / reps
             frames = size * int(module.model.network.subsample.output_lengths(num_frames(int(seconds * 16000))))
-            row.update(ms=round(1000 * sec, 1), x_real_time=round(size * seconds / sec, 1),
-                       tflops=round(useful_flops(module, frames, char_head=False) / sec / 1e12, 2),
-                       peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1) if ctx.cuda else None)
+            row.update(
+                ms=round(1000 * sec, 1),
+                x_real_time=round(size * seconds / sec, 1),
+                tflops=round(useful_flops(module, frames, char_head=False) / sec / 1e12, 2),
+                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1) if ctx.cuda else None,
+            )
         except Exception as e:  # e.g. out of memory: this shape's error, then the next
             row["error"] = f"{type(e).__name__}: {e}"[:300]
             if ctx.cuda:
@@ -240,8 +290,15 @@ def lstm_streams(ctx):
         with torch.no_grad():
             diff = float((sequential(x, lengths).float() - two_streams(x, lengths).float()).abs().max())
         seq, par = timed(sequential, x, lengths), timed(two_streams, x, lengths)
-        rows.append({"batch": size, "sequential_ms": round(seq, 2), "two_streams_ms": round(par, 2),
-                     "speedup": round(seq / par, 3), "max_abs_diff": diff})
+        rows.append(
+            {
+                "batch": size,
+                "sequential_ms": round(seq, 2),
+                "two_streams_ms": round(par, 2),
+                "speedup": round(seq / par, 3),
+                "max_abs_diff": diff,
+            }
+        )
         print(rows[-1], flush=True)
         ctx.save()
     return ctx.result
@@ -271,6 +328,7 @@ def profile(ctx):
     torch = ctx.torch
     module, step = train_step(ctx)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ctx.cuda else [])
+
     def self_ms(e):  # device time where there is a device, else CPU time
         if not ctx.cuda:
             return e.self_cpu_time_total / 1000
@@ -282,24 +340,42 @@ def profile(ctx):
         step(batch)
         wait(ctx)
         # The profiler's first step pays for its own start (CUPTI): profile the second.
-        with torch.profiler.profile(activities=activities,
-                                    schedule=torch.profiler.schedule(wait=0, warmup=1, active=1)) as prof:
+        with torch.profiler.profile(
+            activities=activities, schedule=torch.profiler.schedule(wait=0, warmup=1, active=1)
+        ) as prof:
             step(batch)
             prof.step()
             step(batch)
             wait(ctx)
         events = prof.key_averages()
-        kernels = sorted((e for e in events if (not ctx.cuda or e.device_type == DeviceType.CUDA)
-                          and not e.key.startswith("ProfilerStep")), key=self_ms, reverse=True)
+        kernels = sorted(
+            (
+                e
+                for e in events
+                if (not ctx.cuda or e.device_type == DeviceType.CUDA) and not e.key.startswith("ProfilerStep")
+            ),
+            key=self_ms,
+            reverse=True,
+        )
         ctx.result[f"b{size}"] = {
-            "batch": size, "seconds": seconds, "total_ms": round(sum(map(self_ms, kernels)), 2),
+            "batch": size,
+            "seconds": seconds,
+            "total_ms": round(sum(map(self_ms, kernels)), 2),
             "top": [{"name": e.key[:160], "ms": round(self_ms(e), 3), "calls": e.count} for e in kernels[:15]],
-            "persist_kernels": sorted({e.key[:160] for e in kernels if "persist" in e.key.lower()})}
+            "persist_kernels": sorted({e.key[:160] for e in kernels if "persist" in e.key.lower()}),
+        }
         with open(ctx.out / "profile.txt", "a") as tables:
-            tables.write(f"##### batch {size} x {seconds} s: one training step, by self "
-                         f"{'device' if ctx.cuda else 'CPU'} time\n")
-            tables.write(events.table(sort_by="self_cuda_time_total" if ctx.cuda else "self_cpu_time_total",
-                                      row_limit=40, max_name_column_width=120) + "\n\n")
+            tables.write(
+                f"##### batch {size} x {seconds} s: one training step, by self {'device' if ctx.cuda else 'CPU'} time\n"
+            )
+            tables.write(
+                events.table(
+                    sort_by="self_cuda_time_total" if ctx.cuda else "self_cpu_time_total",
+                    row_limit=40,
+                    max_name_column_width=120,
+                )
+                + "\n\n"
+            )
         if k == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 prof.export_chrome_trace(f"{tmp}/trace.json")
@@ -325,27 +401,44 @@ def asr_train(ctx):
     spy = step_spy(count_syncs=ctx.cuda, first=8)
     build = training.build_trainer
     training.build_trainer = lambda config, out_dir: _with(build(config, out_dir), spy)
-    overrides = [f"out_dir={work / 'run'}", f"data.train={manifests['train']}", f"data.val={manifests['dev']}",
-                 "tokenizer.kind=char", f"trainer.precision={precision}", "trainer.log_every_n_steps=5",
-                 f"trainer.max_epochs={1 if ctx.quick else 3}", f"trainer.max_time=00:00:{minutes:02d}:{seconds:02d}",
-                 f"data.max_batch_seconds={16 if ctx.quick else 48}",
-                 "data.batch_multiple=8", *ctx.overrides]
+    overrides = [
+        f"out_dir={work / 'run'}",
+        f"data.train={manifests['train']}",
+        f"data.val={manifests['dev']}",
+        "tokenizer.kind=char",
+        f"trainer.precision={precision}",
+        "trainer.log_every_n_steps=5",
+        f"trainer.max_epochs={1 if ctx.quick else 3}",
+        f"trainer.max_time=00:00:{minutes:02d}:{seconds:02d}",
+        f"data.max_batch_seconds={16 if ctx.quick else 48}",
+        "data.batch_multiple=8",
+        *ctx.overrides,
+    ]
     start = time.perf_counter()
     try:
         cli(["train", "--config", str(ROOT / "configs" / "demo.yaml"), *overrides])
     except SystemExit as e:
         if e.code:
             raise RuntimeError(f"asr train exited with {e.code}") from None
-    result = {"precision": precision, "wall_s": round(time.perf_counter() - start, 1), "lightning": pl.__version__,
-              "ms_per_step_median": spy.median_ms(), "batch_sizes": spy.sizes(),
-              "syncs": top_syncs(spy.syncs, spy.counted) if ctx.cuda else "skipped: no CUDA"}
+    result = {
+        "precision": precision,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "lightning": pl.__version__,
+        "ms_per_step_median": spy.median_ms(),
+        "batch_sizes": spy.sizes(),
+        "syncs": top_syncs(spy.syncs, spy.counted) if ctx.cuda else "skipped: no CUDA",
+    }
     metrics = work / "run" / "logs" / "version_0" / "metrics.csv"
     shutil.copy(metrics, ctx.out / "train_metrics.csv")
     rows = list(csv.DictReader(open(metrics)))
     last = lambda key: next((float(r[key]) for r in reversed(rows) if r.get(key)), None)  # noqa: E731
-    result.update(steps=int(max(float(r["step"]) for r in rows)) + 1, train_loss=last("train_loss"),
-                  val_wer=last("val_wer"), skipped_steps=last("skipped_steps"),
-                  peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if ctx.cuda else None)
+    result.update(
+        steps=int(max(float(r["step"]) for r in rows)) + 1,
+        train_loss=last("train_loss"),
+        val_wer=last("val_wer"),
+        skipped_steps=last("skipped_steps"),
+        peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if ctx.cuda else None,
+    )
     shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -371,8 +464,18 @@ def tone_corpus(root: Path, train: int, dev: int) -> dict:
                 audio = (audio + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
                 sf.write(root / f"{split}{i}.wav", audio, 16000)
                 words = ["".join(rng.choice(letters, int(rng.integers(2, 7)))) for _ in range(max(1, int(2 * seconds)))]
-                f.write(json.dumps({"id": f"{split}{i}", "audio": str(root / f"{split}{i}.wav"), "duration": seconds,
-                                    "text": " ".join(words), "speaker": "s"}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "id": f"{split}{i}",
+                            "audio": str(root / f"{split}{i}.wav"),
+                            "duration": seconds,
+                            "text": " ".join(words),
+                            "speaker": "s",
+                        }
+                    )
+                    + "\n"
+                )
     return manifests
 
 
@@ -401,8 +504,11 @@ def step_spy(count_syncs: bool, first: int):
 
         def sizes(self):
             n = len(self.batch_sizes)
-            return {"batches": n, "mean": round(sum(self.batch_sizes) / max(n, 1), 1),
-                    "multiples_of_8": sum(b % 8 == 0 for b in self.batch_sizes)}
+            return {
+                "batches": n,
+                "mean": round(sum(self.batch_sizes) / max(n, 1), 1),
+                "multiples_of_8": sum(b % 8 == 0 for b in self.batch_sizes),
+            }
 
     return StepSpy()
 
@@ -451,12 +557,26 @@ def run_child(args):
 def run_section(name, args, limit, log) -> dict:
     """Runs one section in a process group of its own; kills the group at `limit` seconds."""
     result = Path(tempfile.mkdtemp()) / f"{name}.json"
-    cmd = [sys.executable, __file__, "--section", name, "--device", args.device, "--out", str(args.out),
-           "--result", str(result), "--limit", str(max(limit - 15, 5)), *(["--quick"] if args.quick else []),
-           *(["--override", *args.override] if args.override else [])]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--section",
+        name,
+        "--device",
+        args.device,
+        "--out",
+        str(args.out),
+        "--result",
+        str(result),
+        "--limit",
+        str(max(limit - 15, 5)),
+        *(["--quick"] if args.quick else []),
+        *(["--override", *args.override] if args.override else []),
+    ]
     start, timed_out = time.monotonic(), False
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, start_new_session=True
+    )
     try:
         output, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
@@ -485,8 +605,12 @@ def main():
     p.add_argument("--out", default=os.environ.get("OUT", "gpu-check-out"), help="output folder (default: $OUT)")
     p.add_argument("--budget", type=float, default=420, help="seconds for all sections together")
     p.add_argument("--only", nargs="+", choices=list(SECTIONS), help="run these sections only")
-    p.add_argument("--override", nargs="+", default=[],
-                   help="config overrides for every section (the 960 h config, and the demo config of asr_train)")
+    p.add_argument(
+        "--override",
+        nargs="+",
+        default=[],
+        help="config overrides for every section (the 960 h config, and the demo config of asr_train)",
+    )
     p.add_argument("--install-log", help="a file to copy to the top of log.txt (the wheels' installation)")
     p.add_argument("--section", choices=list(SECTIONS), help=argparse.SUPPRESS)  # a child: run one section
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -502,8 +626,16 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         (out / name).unlink(missing_ok=True)
-    start, results = time.monotonic(), {"device": args.device, "quick": args.quick, "budget_s": args.budget,
-                                        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sections": {}}
+    start, results = (
+        time.monotonic(),
+        {
+            "device": args.device,
+            "quick": args.quick,
+            "budget_s": args.budget,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "sections": {},
+        },
+    )
     with open(out / "log.txt", "w") as log:
         if args.install_log and Path(args.install_log).exists():
             log.write(f"===== wheels\n{Path(args.install_log).read_text()}\n")
@@ -547,7 +679,8 @@ def gpu_monitor(path: Path, on: bool):
 def table(rows: list[dict]) -> list[str]:
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + [
-        "| " + " | ".join(str(row.get(k, "")).replace("|", "/") for k in keys) + " |" for row in rows]
+        "| " + " | ".join(str(row.get(k, "")).replace("|", "/") for k in keys) + " |" for row in rows
+    ]
 
 
 def sync_lines(syncs: dict) -> list[str]:
@@ -557,15 +690,27 @@ def sync_lines(syncs: dict) -> list[str]:
 def summarize(name: str, r: dict) -> list[str]:
     if name == "machine":
         gpu = r.get("gpu") or {}
-        return [f"- {gpu.get('name', 'no GPU')} (sm_{gpu.get('sm', '-')}, {gpu.get('sms', '-')} SMs, "
-                f"{gpu.get('memory_gib', '-')} GiB); torch {r['torch']}, CUDA {r['cuda']}, cuDNN {r['cudnn']}, "
-                f"Lightning {r['lightning']}; {r['cpus']} CPUs, /dev/shm {r['shm_free_gib']} GiB free",
-                f"- nvidia-smi: {r.get('nvidia_smi', 'not found')}"]
+        return [
+            f"- {gpu.get('name', 'no GPU')} (sm_{gpu.get('sm', '-')}, {gpu.get('sms', '-')} SMs, "
+            f"{gpu.get('memory_gib', '-')} GiB); torch {r['torch']}, CUDA {r['cuda']}, cuDNN {r['cudnn']}, "
+            f"Lightning {r['lightning']}; {r['cpus']} CPUs, /dev/shm {r['shm_free_gib']} GiB free",
+            f"- nvidia-smi: {r.get('nvidia_smi', 'not found')}",
+        ]
     if name == "bench_train":
-        keys = ("x_real_time", "tflops", "share_of_peak", "padding", "utts_per_batch", "batches_multiple_of_8",
-                "steps", "peak_gib")
-        rows = [{"path": path, **{k: round(v, 3) if isinstance(v := r[path][k], float) else v for k in keys}}
-                for path in ("optimized", "baseline")]
+        keys = (
+            "x_real_time",
+            "tflops",
+            "share_of_peak",
+            "padding",
+            "utts_per_batch",
+            "batches_multiple_of_8",
+            "steps",
+            "peak_gib",
+        )
+        rows = [
+            {"path": path, **{k: round(v, 3) if isinstance(v := r[path][k], float) else v for k in keys}}
+            for path in ("optimized", "baseline")
+        ]
         head = f"{r['device_name']}, optimized path in {r['precision']}; speed-up {r['speedup']:.2f}x"
         return [head, ""] + table(rows)
     if name == "host_syncs":
@@ -576,15 +721,25 @@ def summarize(name: str, r: dict) -> list[str]:
     if name == "profile":
         lines = []
         for shape in r.values():
-            lines += [f"batch {shape['batch']} x {shape['seconds']} s: {shape['total_ms']} ms in all; persistent "
-                      f"LSTM kernels: {shape['persist_kernels'] or 'none'}", ""] + table(shape["top"][:10]) + [""]
+            lines += (
+                [
+                    f"batch {shape['batch']} x {shape['seconds']} s: {shape['total_ms']} ms in all; persistent "
+                    f"LSTM kernels: {shape['persist_kernels'] or 'none'}",
+                    "",
+                ]
+                + table(shape["top"][:10])
+                + [""]
+            )
         return lines
     return table(r["rows"])  # step_shapes, lstm_streams
 
 
 def summary(results: dict) -> str:
-    lines = [f"# GPU check: {results['device']}{' (quick)' if results['quick'] else ''}, {results['started']}, "
-             f"{results.get('wall_s', 0)} s", ""]
+    lines = [
+        f"# GPU check: {results['device']}{' (quick)' if results['quick'] else ''}, {results['started']}, "
+        f"{results.get('wall_s', 0)} s",
+        "",
+    ]
     for name, record in results["sections"].items():
         lines += [f"## {name}: {record['status']}" + (f" ({record['seconds']} s)" if "seconds" in record else ""), ""]
         if record.get("result"):

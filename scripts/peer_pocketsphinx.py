@@ -9,6 +9,7 @@ Both sides are scored with asr's own normalisation and jiwer. RTF = wall seconds
 with audio decoding counted for both; PocketSphinx runs on one thread (it has no other mode), asr on
 --threads. Writes nothing; prints one line per system.
 """
+
 import argparse
 import sys
 import time
@@ -46,8 +47,10 @@ def asr_texts(checkpoint, paths) -> list[str]:
 
 def report(name, refs, hyps, seconds, audio_seconds) -> str:
     word_err, words, char_err, chars = error_counts(refs, [normalize(h) for h in hyps])
-    return (f"{name:14s} WER {100 * word_err / words:6.2f}%  CER {100 * char_err / chars:6.2f}%  "
-            f"RTF {seconds / audio_seconds:.4f}")
+    return (
+        f"{name:14s} WER {100 * word_err / words:6.2f}%  CER {100 * char_err / chars:6.2f}%  "
+        f"RTF {seconds / audio_seconds:.4f}"
+    )
 
 
 def main():

@@ -6,6 +6,7 @@
 Prints the median and 90th percentile of |start - true start| and |end - true end| over the words
 that the hypothesis shares with the reference (as aligned by difflib).
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -33,9 +34,11 @@ def main():
         errors += word_time_errors(result.words, row["words"])
         ref_words += len(row["words"])
     e = np.array(errors) * 1000
-    print(f"{len(rows)} utterances, {len(e) // 2} of {ref_words} words matched; boundary error "
-          f"median {np.median(e):.0f} ms, p90 {np.percentile(e, 90):.0f} ms "
-          f"(starts: median {np.median(e[0::2]):.0f} ms; ends: median {np.median(e[1::2]):.0f} ms)")
+    print(
+        f"{len(rows)} utterances, {len(e) // 2} of {ref_words} words matched; boundary error "
+        f"median {np.median(e):.0f} ms, p90 {np.percentile(e, 90):.0f} ms "
+        f"(starts: median {np.median(e[0::2]):.0f} ms; ends: median {np.median(e[1::2]):.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny synthetic corpus and a model trained to overfit it (built once per run)."""
+
 import http.server
 import threading
 from pathlib import Path
@@ -38,8 +39,9 @@ def tiny_corpus(tmp_path_factory):
     from asr.data.synth import synthesize_corpus
 
     out = tmp_path_factory.mktemp("corpus")
-    manifests = synthesize_corpus(out, train_utts=8, dev_utts=2, test_utts=4, vocab_size=300, seed=7, workers=1,
-                                  log=lambda *a: None)
+    manifests = synthesize_corpus(
+        out, train_utts=8, dev_utts=2, test_utts=4, vocab_size=300, seed=7, workers=1, log=lambda *a: None
+    )
     return out, manifests
 
 
@@ -48,8 +50,13 @@ OVERFIT_CONFIG = {
     "features": {"specaugment": {"freq_masks": 0, "time_masks": 0}},
     "model": {"subsample": "stack", "subsample_factor": 2, "hidden": 160, "layers": 2, "dropout": 0.0},
     "optim": {"lr": 4e-3, "weight_decay": 0.0, "warmup_steps": 20, "final_lr_ratio": 0.1},
-    "trainer": {"max_epochs": 220, "check_val_every_n_epoch": 55, "enable_progress_bar": False,
-                "enable_model_summary": False, "log_every_n_steps": 10},
+    "trainer": {
+        "max_epochs": 220,
+        "check_val_every_n_epoch": 55,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "log_every_n_steps": 10,
+    },
 }
 
 
@@ -61,9 +68,18 @@ def overfit_run(tiny_corpus, tmp_path_factory):
 
     _, manifests = tiny_corpus
     out = tmp_path_factory.mktemp("run")
-    config = Config.from_dict({**OVERFIT_CONFIG, "out_dir": str(out),
-                               "data": {"train": str(manifests["train"]), "val": str(manifests["train"]),
-                                        "max_batch_seconds": 200, "num_workers": 0}})
+    config = Config.from_dict(
+        {
+            **OVERFIT_CONFIG,
+            "out_dir": str(out),
+            "data": {
+                "train": str(manifests["train"]),
+                "val": str(manifests["train"]),
+                "max_batch_seconds": 200,
+                "num_workers": 0,
+            },
+        }
+    )
     best = train(config)
     return out, best
 
@@ -76,13 +92,30 @@ def aligned_run(tmp_path_factory):
     from asr.data.synth import synthesize_corpus
     from asr.training.train import train
 
-    manifests = synthesize_corpus(tmp_path_factory.mktemp("corpus150"), train_utts=150, dev_utts=4, test_utts=4,
-                                  vocab_size=200, seed=3, workers=2, log=lambda *a: None)
-    config = Config.from_dict({
-        **OVERFIT_CONFIG, "trainer": {**OVERFIT_CONFIG["trainer"], "max_epochs": 20, "check_val_every_n_epoch": 20},
-        "model": {**OVERFIT_CONFIG["model"], "subsample_factor": 4}, "out_dir": str(tmp_path_factory.mktemp("aligned")),
-        "data": {"train": str(manifests["train"]), "val": str(manifests["dev"]), "max_batch_seconds": 60,
-                 "num_workers": 0}})
+    manifests = synthesize_corpus(
+        tmp_path_factory.mktemp("corpus150"),
+        train_utts=150,
+        dev_utts=4,
+        test_utts=4,
+        vocab_size=200,
+        seed=3,
+        workers=2,
+        log=lambda *a: None,
+    )
+    config = Config.from_dict(
+        {
+            **OVERFIT_CONFIG,
+            "trainer": {**OVERFIT_CONFIG["trainer"], "max_epochs": 20, "check_val_every_n_epoch": 20},
+            "model": {**OVERFIT_CONFIG["model"], "subsample_factor": 4},
+            "out_dir": str(tmp_path_factory.mktemp("aligned")),
+            "data": {
+                "train": str(manifests["train"]),
+                "val": str(manifests["dev"]),
+                "max_batch_seconds": 60,
+                "num_workers": 0,
+            },
+        }
+    )
     return manifests, train(config)
 
 

@@ -1,11 +1,21 @@
 """Rooms, noises and channels (asr.training.acoustics): each effect pinned on a signal whose answer is known."""
+
 import pytest
 import torch
 
 from asr.audio import SAMPLE_RATE
 from asr.errors import ASRError
-from asr.training.acoustics import (AddNoise, Channel, Reverb, babble, coloured_noise, mains_hum, real_mask,
-                                    room_impulse_responses, telephone)
+from asr.training.acoustics import (
+    AddNoise,
+    Channel,
+    Reverb,
+    babble,
+    coloured_noise,
+    mains_hum,
+    real_mask,
+    room_impulse_responses,
+    telephone,
+)
 
 
 def _band_power(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -41,7 +51,9 @@ def test_simulated_rooms_start_with_the_direct_path_decay_as_asked_and_follow_th
     dry = room_impulse_responses(6, seed=1, rt60=(0.2, 0.25), distance=(1.0, 1.0))
     wet = room_impulse_responses(6, seed=1, rt60=(0.8, 0.9), distance=(1.0, 1.0))
     assert torch.equal(dry, room_impulse_responses(6, seed=1, rt60=(0.2, 0.25), distance=(1.0, 1.0)))
-    assert not torch.equal(dry[:, :100], room_impulse_responses(6, seed=2, rt60=(0.2, 0.25), distance=(1.0, 1.0))[:, :100])
+    assert not torch.equal(
+        dry[:, :100], room_impulse_responses(6, seed=2, rt60=(0.2, 0.25), distance=(1.0, 1.0))[:, :100]
+    )
     assert torch.all(dry[:, 0] == 1) and torch.all(wet[:, 0] == 1)
 
     def t60(rirs):  # Schroeder backward integration: time from -5 to -25 dB, times 3
@@ -105,18 +117,29 @@ def test_noise_kinds_mix_in_one_batch_and_the_input_is_left_alone():
     noise = AddNoise(prob=1.0, kinds=["hum", "babble", "brown"]).train()
     added = noise(audio, lens, snr_db=torch.full((8,), 10.0)) - audio
     assert torch.equal(audio, before)
-    hum_share = torch.stack([_band_power(added, f - 2, f + 3) for f in (50, 60, 100, 120, 150, 180)]).sum(0) / _band_power(added, 0, 8000)
+    hum_share = torch.stack([_band_power(added, f - 2, f + 3) for f in (50, 60, 100, 120, 150, 180)]).sum(
+        0
+    ) / _band_power(added, 0, 8000)
     assert (hum_share > 0.5).any() and (hum_share < 0.5).any()  # some rows hum, others got babble or brown noise
     brown = coloured_noise(4, 32000, torch.full((4,), 2.0), "cpu")
-    assert torch.all(_band_power(brown, 100, 8000) > 0.4 * _band_power(brown, 0, 8000))  # in the speech band, not a drift
+    assert torch.all(
+        _band_power(brown, 100, 8000) > 0.4 * _band_power(brown, 0, 8000)
+    )  # in the speech band, not a drift
 
 
 def test_acoustics_run_in_fp32_under_autocast_and_keep_the_input():
     from asr.config import Config
     from asr.training.augment import Augmentation
 
-    features = Config.from_dict({"features": {"reverb": {"prob": 1.0, "rooms": 2}, "noise": {"prob": 1.0},
-                                              "channel": {"prob": 1.0, "telephone": 1.0, "clip": 1.0}}}).features
+    features = Config.from_dict(
+        {
+            "features": {
+                "reverb": {"prob": 1.0, "rooms": 2},
+                "noise": {"prob": 1.0},
+                "channel": {"prob": 1.0, "telephone": 1.0, "clip": 1.0},
+            }
+        }
+    ).features
     augment = Augmentation(features).train()
     audio, lens = _speechlike(2, 8000).to(torch.bfloat16), torch.tensor([8000, 6000])
     before = audio.clone()
@@ -158,9 +181,15 @@ def test_augmentation_builds_rooms_noises_and_channels_from_the_config():
     from asr.config import Config
     from asr.training.augment import Augmentation
 
-    features = Config.from_dict({"features": {
-        "reverb": {"prob": 0.5, "rooms": 3}, "noise": {"prob": 0.3, "kinds": ["babble", "hum"]},
-        "channel": {"prob": 0.2, "telephone": 0.1, "clip": 0.05}}}).features
+    features = Config.from_dict(
+        {
+            "features": {
+                "reverb": {"prob": 0.5, "rooms": 3},
+                "noise": {"prob": 0.3, "kinds": ["babble", "hum"]},
+                "channel": {"prob": 0.2, "telephone": 0.1, "clip": 0.05},
+            }
+        }
+    ).features
     augment = Augmentation(features, seed=0)
     assert augment.reverb.rirs.shape[0] == 3 and augment.reverb.prob == 0.5
     assert augment.noise.kinds == ("babble", "hum")

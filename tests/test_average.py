@@ -1,4 +1,5 @@
 """Checkpoint averaging: a run keeps its last snapshots, `asr average` makes their mean a checkpoint."""
+
 import pytest
 import torch
 
@@ -13,11 +14,20 @@ def snapshot_run(tiny_corpus, tmp_path_factory):
 
     _, manifests = tiny_corpus
     out = tmp_path_factory.mktemp("snapshots")
-    config = Config.from_dict({
-        "out_dir": str(out), "data": {"train": str(manifests["train"]), "val": str(manifests["dev"]), "num_workers": 0,
-                                      "max_batch_seconds": 20},
-        "model": {"hidden": 32, "layers": 2, "subsample_factor": 2}, "checkpoint": {"keep_last": 3, "last_every_n_steps": 1},
-        "trainer": {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False}})
+    config = Config.from_dict(
+        {
+            "out_dir": str(out),
+            "data": {
+                "train": str(manifests["train"]),
+                "val": str(manifests["dev"]),
+                "num_workers": 0,
+                "max_batch_seconds": 20,
+            },
+            "model": {"hidden": 32, "layers": 2, "subsample_factor": 2},
+            "checkpoint": {"keep_last": 3, "last_every_n_steps": 1},
+            "trainer": {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False},
+        }
+    )
     train(config)
     return out
 
@@ -68,16 +78,20 @@ def test_a_checkpoint_without_a_training_config_loads_but_does_not_fine_tune(ove
     model, tokenizer, _ = load_model_and_tokenizer(overfit_run[1])
     bare = write_checkpoint(tmp_path / "bare.ckpt", model, tokenizer)  # as a benchmark or an export might write it
     clip = sorted(tiny_corpus[0].rglob("*.flac"))[0]
-    assert asr.load_model(bare, "cpu").transcribe(clip).text == asr.load_model(overfit_run[1], "cpu").transcribe(clip).text
+    assert (
+        asr.load_model(bare, "cpu").transcribe(clip).text == asr.load_model(overfit_run[1], "cpu").transcribe(clip).text
+    )
     manifests = tiny_corpus[1]
-    config = Config.from_dict({"init_from": str(bare), "data": {"train": str(manifests["train"]),
-                                                                 "val": str(manifests["dev"])}})
+    config = Config.from_dict(
+        {"init_from": str(bare), "data": {"train": str(manifests["train"]), "val": str(manifests["dev"])}}
+    )
     with pytest.raises(asr.ASRError, match="bare.ckpt: holds no training config"):
         pretrained_module(config)
 
 
-def test_an_averaged_checkpoint_outside_checkpoints_gets_its_report_and_its_model_card(snapshot_run, tiny_corpus,
-                                                                                        tmp_path, run_cli):
+def test_an_averaged_checkpoint_outside_checkpoints_gets_its_report_and_its_model_card(
+    snapshot_run, tiny_corpus, tmp_path, run_cli
+):
     """`asr average --out elsewhere/avg.ckpt`, then `asr evaluate` and `asr export` on it: the report goes beside
     the checkpoint (its run folder, asr.runs), and the export's model card finds it there."""
     import json

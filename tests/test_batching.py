@@ -1,4 +1,5 @@
 """The shared batching rules: packing by duration, padding, collate, usable utterances, speed perturbation."""
+
 import json
 import random
 
@@ -7,8 +8,8 @@ import pytest
 import torch
 
 from asr.data.batching import collate, min_frames_for, perturb_speed, usable_rows
-from asr.packing import pack_by_duration, pad
 from asr.model import StackSubsampling
+from asr.packing import pack_by_duration, pad
 from asr.text import CharTokenizer
 
 
@@ -130,8 +131,20 @@ def test_batch_multiple_reaches_the_manifest_sampler_and_the_shard_stream(tmp_pa
         SpeechDataModule(DataConfig(batch_multiple=0), None, None)
     # The stream: its epoch length from the index's durations, and its buckets from the decoded audio.
     index = tmp_path / "shards.json"
-    index.write_text(json.dumps({"shards": [{"url": "shard-000000.tar", "utterances": len(durations),
-                                             "seconds": sum(durations), "durations": durations}]}))
+    index.write_text(
+        json.dumps(
+            {
+                "shards": [
+                    {
+                        "url": "shard-000000.tar",
+                        "utterances": len(durations),
+                        "seconds": sum(durations),
+                        "durations": durations,
+                    }
+                ]
+            }
+        )
+    )
     stream = ShardStream(index, None, None, 24, shuffle=False, batch_multiple=8)
     assert len(stream) == len(expected)
     items = [{"audio": np.zeros(int(d * 16000), np.float32)} for d in durations]

@@ -1,5 +1,6 @@
 """scripts/bench_train.py compares like with like: its baseline is the same network, its FLOP count
 follows the stated formula, and both paths run."""
+
 import importlib.util
 from pathlib import Path
 
@@ -15,8 +16,12 @@ spec.loader.exec_module(bench)
 
 
 def tiny_config(model_merge, **model):
-    return Config.from_dict({"model": {"hidden": 16, "layers": 2, "dropout": 0.0, "merge": model_merge, **model},
-                             "data": {"max_batch_seconds": 8, "num_workers": 0}})
+    return Config.from_dict(
+        {
+            "model": {"hidden": 16, "layers": 2, "dropout": 0.0, "merge": model_merge, **model},
+            "data": {"max_batch_seconds": 8, "num_workers": 0},
+        }
+    )
 
 
 @pytest.mark.parametrize("model_merge", ["concat", "sum"])

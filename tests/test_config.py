@@ -1,4 +1,5 @@
 """Run configs: YAML files plus key.sub=value overrides, numbers read as numbers."""
+
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,16 @@ from asr.errors import ASRError
 def test_overrides_and_exponent_floats_without_a_dot(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("data: {train: a.jsonl, val: b.jsonl}\noptim: {lr: 3e-4}\n")
-    config = load_config(path, ["optim.warmup_steps=600", "optim.weight_decay=1e-2", "data.speed_perturb=[0.9, 1.1]",
-                                "trainer.max_time=00:00:14:30", "model.subsample=conv"])
+    config = load_config(
+        path,
+        [
+            "optim.warmup_steps=600",
+            "optim.weight_decay=1e-2",
+            "data.speed_perturb=[0.9, 1.1]",
+            "trainer.max_time=00:00:14:30",
+            "model.subsample=conv",
+        ],
+    )
     assert isinstance(config, Config)
     assert config.optim.lr == pytest.approx(3e-4)  # plain PyYAML would give the string "3e-4"
     assert config.optim.weight_decay == pytest.approx(0.01)
@@ -37,6 +46,7 @@ def test_auto_precision_never_picks_bf16_for_a_cuda_lstm_and_measures_on_a_bf16_
     monkeypatch.setattr(asr.training.precision, "cpu_runs_bf16", lambda: True)
 
     step_ms = {False: 10.0, True: 8.0}
+
     def probe(bf16):
         return step_ms[bf16] / 1000
 
@@ -67,6 +77,7 @@ def test_auto_precision_interleaves_passes_and_ignores_each_precisions_first(mon
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
     passes = []
     ms = {False: [10.0, 10.0, 10.0], True: [5.0, 11.0, 11.0]}  # bf16's first pass: not what training sees
+
     def probe(bf16):
         passes.append(bf16)
         return ms[bf16][passes.count(bf16) - 1] / 1000
@@ -104,23 +115,26 @@ def test_bf16_on_a_cpu_that_cannot_run_it_trains_in_fp32_with_a_warning(monkeypa
     assert config.trainer["precision"] == "bf16-mixed"
 
 
-@pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"),
-                    reason="ONEDNN_MAX_CPU_ISA=AVX2 caps only x86 CPUs")
+@pytest.mark.skipif(
+    __import__("platform").machine() not in ("x86_64", "AMD64"), reason="ONEDNN_MAX_CPU_ISA=AVX2 caps only x86 CPUs"
+)
 def test_oneDNN_on_an_avx2_only_cpu_has_no_bf16_lstm_and_asr_says_so():
     """Run where oneDNN is capped at AVX2 (as on an AVX2-only CPU): bf16 is reported missing, so asr trains
     in fp32 rather than crash inside oneDNN. On an AVX2 machine the cap changes nothing."""
     import subprocess
     import sys
 
-    code = ("import torch, asr.training.precision as precision\n"
-            "from asr.config import Config\n"
-            "print(precision.cpu_runs_bf16())\n"
-            "c = Config.from_dict({'trainer': {'precision': 'bf16-mixed', 'accelerator': 'cpu'}})\n"
-            "precision.resolve_precision(c)\n"
-            "lstm = torch.nn.LSTM(8, 16, bidirectional=True)\n"
-            "with torch.autocast('cpu', dtype=torch.bfloat16, enabled=c.trainer['precision'] != '32-true'):\n"
-            "    lstm(torch.randn(5, 2, 8))\n"
-            "print(c.trainer['precision'])\n")
+    code = (
+        "import torch, asr.training.precision as precision\n"
+        "from asr.config import Config\n"
+        "print(precision.cpu_runs_bf16())\n"
+        "c = Config.from_dict({'trainer': {'precision': 'bf16-mixed', 'accelerator': 'cpu'}})\n"
+        "precision.resolve_precision(c)\n"
+        "lstm = torch.nn.LSTM(8, 16, bidirectional=True)\n"
+        "with torch.autocast('cpu', dtype=torch.bfloat16, enabled=c.trainer['precision'] != '32-true'):\n"
+        "    lstm(torch.randn(5, 2, 8))\n"
+        "print(c.trainer['precision'])\n"
+    )
     env = {**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -151,8 +165,12 @@ def test_resolve_precision_measures_once_for_one_process_and_never_for_several(m
 
     calls = []
     monkeypatch.setattr(asr.training.precision, "cpu_runs_bf16", lambda: True)  # as on an AVX-512 CPU
-    monkeypatch.setattr(asr.training.precision, "auto_precision",
-                        lambda accelerator, step_seconds: calls.append(step_seconds) or "bf16-mixed")
+    monkeypatch.setattr(
+        asr.training.precision,
+        "auto_precision",
+        lambda accelerator, step_seconds: calls.append(step_seconds) or "bf16-mixed",
+    )
+
     def probe(bf16):
         return 0.01
 
@@ -182,8 +200,11 @@ TYPOS = [
     ("optm.lr", "1e-3", "unknown key 'optm' (did you mean 'optim'?)"),
     ("features.taper", "5", "unknown key 'features.taper' (did you mean 'features.taper_ms'?)"),
     ("data.speed_pertub", "[0.9, 1.1]", "unknown key 'data.speed_pertub' (did you mean 'data.speed_perturb'?)"),
-    ("features.specaugment.freq_wdth", "10",
-     "unknown key 'features.specaugment.freq_wdth' (did you mean 'features.specaugment.freq_width'?)"),
+    (
+        "features.specaugment.freq_wdth",
+        "10",
+        "unknown key 'features.specaugment.freq_wdth' (did you mean 'features.specaugment.freq_width'?)",
+    ),
     ("trainer.max_epoch", "3", "unknown key 'trainer.max_epoch' (did you mean 'trainer.max_epochs'?)"),
     ("model.hidden", "abc", "key 'model.hidden': expected int, got 'abc'"),
 ]
@@ -216,21 +237,25 @@ def test_a_key_set_by_asr_or_a_wrong_section_type_is_rejected():
 
 
 def test_missing_keys_take_the_defaults_and_plain_data_round_trips():
-    config = Config.from_dict({"model": {"hidden": 48}, "features": {"specaugment": {"freq_masks": 0}},
-                               "trainer": {"max_epochs": 2}})
+    config = Config.from_dict(
+        {"model": {"hidden": 48}, "features": {"specaugment": {"freq_masks": 0}}, "trainer": {"max_epochs": 2}}
+    )
     default = Config()
     assert config.model.hidden == 48 and config.model.layers == default.model.layers
     assert config.features.specaugment.freq_masks == 0
     assert config.features.specaugment.freq_width == default.features.specaugment.freq_width
     assert config.trainer["max_epochs"] == 2 and config.trainer["precision"] == default.trainer["precision"]
-    assert Config.from_dict({"optim": {"lr": 1}}).optim.lr == 1.0 and isinstance(Config.from_dict({"optim": {"lr": 1}}).optim.lr, float)
+    assert Config.from_dict({"optim": {"lr": 1}}).optim.lr == 1.0 and isinstance(
+        Config.from_dict({"optim": {"lr": 1}}).optim.lr, float
+    )
     plain = config.to_dict()
     assert isinstance(plain["features"]["specaugment"], dict)
     assert Config.from_dict(plain) == config
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml")), ids=lambda p: p.name
+)
 def test_every_shipped_config_loads(path):
     config = load_config(path)
     assert isinstance(config, Config) and config.data.train and config.data.val

@@ -1,4 +1,5 @@
 """Lightning DDP on CPU (gloo), 2 processes: each rank trains on disjoint batches, same step count."""
+
 import json
 import subprocess
 import sys
@@ -56,11 +57,17 @@ def test_two_process_ddp_ranks_see_disjoint_data_and_train(tiny_corpus, tmp_path
     from asr.data.manifest import read_manifest, write_manifest
 
     rows = read_manifest(tiny_corpus[1]["train"])
-    manifest = write_manifest(tmp_path / "train.jsonl", rows + [{**rows[0], "id": "gone", "duration": 7.9,
-                                                                 "audio": str(tmp_path / "gone.flac")}])
-    proc = subprocess.run([sys.executable, str(script), str(manifest), str(out)],
-                          capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
-                                                                            "OMP_NUM_THREADS": "1"})
+    manifest = write_manifest(
+        tmp_path / "train.jsonl",
+        rows + [{**rows[0], "id": "gone", "duration": 7.9, "audio": str(tmp_path / "gone.flac")}],
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script), str(manifest), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 for r in ranks)

@@ -1,5 +1,5 @@
 """Greedy and beam decoding, the ARPA builder, LM/lexicon checks, word times and subtitle writers."""
-import math
+
 import sys
 from pathlib import Path
 
@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from asr import ngram
-from asr.decoding import BeamSearch, Hypothesis, greedy, words_with_times
+from asr.decoding import BeamSearch, greedy, words_with_times
 from asr.errors import ASRError
 from asr.text import BLANK, CharTokenizer, SentencePieceTokenizer
-
 
 SENTENCES = ["HELLO WORLD", "HELLO THERE", "THE WORLD IS BIG", "HELLO BIG WORLD", "THERE IS HELP"]
 
@@ -45,8 +44,8 @@ def arpa(tmp_path_factory) -> Path:
 def test_arpa_distributions_sum_to_one():
     probs, backoffs = ngram.build([s.split() for s in SENTENCES], order=3)
     vocab = [g[0] for g in probs if len(g) == 1 and g[0] != "<s>"]
-    p = {g: 10 ** lp for g, lp in probs.items()}
-    b = {h: 10 ** lb for h, lb in backoffs.items()}
+    p = {g: 10**lp for g, lp in probs.items()}
+    b = {h: 10**lb for h, lb in backoffs.items()}
     for history in [(), ("HELLO",), ("<s>", "HELLO"), ("THE", "WORLD"), ("BIG",)]:
         total = sum(ngram.lower_prob(p, b, history + (w,)) for w in vocab)
         assert total == pytest.approx(1.0, abs=1e-6), history
@@ -116,8 +115,13 @@ def test_beam_results_match_pinned_results(arpa, tmp_path, kind, mode):
     tok = CharTokenizer() if kind == "char" else SentencePieceTokenizer.train(SENTENCES * 20, vocab_size=40)
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("\n".join(sorted({w for s in SENTENCES for w in s.split()})) + "\n")
-    beam = BeamSearch(tok, beam_size=20, lm=arpa if mode == "lm" else None,
-                      lexicon=lexicon if mode == "lexicon" else None, lm_weight=0.5)
+    beam = BeamSearch(
+        tok,
+        beam_size=20,
+        lm=arpa if mode == "lm" else None,
+        lexicon=lexicon if mode == "lexicon" else None,
+        lm_weight=0.5,
+    )
     for sentence in SENTENCES:
         hyp = beam(emissions_for(sentence, tok))
         closing = " " if kind == "char" and mode != "free" else ""
@@ -149,12 +153,15 @@ def test_beam_search_with_subword_tokens(arpa):
     assert BeamSearch(tok)(logits).text == "HELLO BIG WORLD"
 
 
-@pytest.mark.parametrize("content,problem", [
-    (None, "language model not found"),
-    (b"just some text\n", "not a language model"),
-    (b"\x00\x01binary junk" * 10, "not a language model"),
-    (b"\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\tHELLO\n", "not a readable language model"),  # cut short
-])
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        (None, "language model not found"),
+        (b"just some text\n", "not a language model"),
+        (b"\x00\x01binary junk" * 10, "not a language model"),
+        (b"\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\tHELLO\n", "not a readable language model"),  # cut short
+    ],
+)
 def test_bad_lm_is_refused_before_decoding(tmp_path, content, problem):
     path = tmp_path / "lm.arpa"
     if content is not None:

@@ -1,4 +1,5 @@
 """`asr transcribe` formats, `asr tune-lm`, decoding settings (--decoding), `asr prepare lm`."""
+
 import hashlib
 import json
 import shutil
@@ -9,7 +10,6 @@ import pytest
 from asr.data import lm as lm_files
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
-
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +42,40 @@ def test_transcribe_formats(overfit_run, tiny_corpus, run_cli, tmp_path):
 def test_beam_with_training_lm_and_tune_lm(overfit_run, tiny_corpus, train_arpa, run_cli, tmp_path):
     _, best = overfit_run
     train = tiny_corpus[1]["train"]
-    code, out, _ = run_cli("evaluate", "--checkpoint", best, "--data", train, "--out", tmp_path / "ev",
-                           "--lm", train_arpa, "--lm-weight", "0.5")
+    code, out, _ = run_cli(
+        "evaluate",
+        "--checkpoint",
+        best,
+        "--data",
+        train,
+        "--out",
+        tmp_path / "ev",
+        "--lm",
+        train_arpa,
+        "--lm-weight",
+        "0.5",
+    )
     assert code == 0 and out.startswith("WER ")
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["cer"] < 0.1  # the overfit model with an LM of its own sentences
     settings = tmp_path / "decoding.yaml"
-    code, out, _ = run_cli("tune-lm", "--checkpoint", best, "--data", train, "--lm", train_arpa,
-                           "--lm-weights", "0.5,1", "--word-scores", "0,1", "--beam-size", "8", "--out", settings)
+    code, out, _ = run_cli(
+        "tune-lm",
+        "--checkpoint",
+        best,
+        "--data",
+        train,
+        "--lm",
+        train_arpa,
+        "--lm-weights",
+        "0.5,1",
+        "--word-scores",
+        "0,1",
+        "--beam-size",
+        "8",
+        "--out",
+        settings,
+    )
     assert code == 0 and "best: lm_weight" in out
     assert "lm_weight:" in settings.read_text() and str(train_arpa) in settings.read_text()
     import yaml
@@ -58,14 +84,20 @@ def test_beam_with_training_lm_and_tune_lm(overfit_run, tiny_corpus, train_arpa,
 
     saved = yaml.safe_load(settings.read_text())
     assert DecodingOptions.load(settings) == DecodingOptions(
-        decoder="beam", beam_size=8, lm=str(Path(train_arpa).resolve()), lexicon=None,
-        lm_weight=saved["lm_weight"], word_score=saved["word_score"])
+        decoder="beam",
+        beam_size=8,
+        lm=str(Path(train_arpa).resolve()),
+        lexicon=None,
+        lm_weight=saved["lm_weight"],
+        word_score=saved["word_score"],
+    )
     assert saved["lm_weight"] in (0.5, 1) and saved["word_score"] in (0, 1)
 
 
 @pytest.mark.slow
-def test_decoding_yaml_is_used_only_when_given_with_decoding(overfit_run, tiny_corpus, train_arpa, run_cli,
-                                                             tmp_path, monkeypatch):
+def test_decoding_yaml_is_used_only_when_given_with_decoding(
+    overfit_run, tiny_corpus, train_arpa, run_cli, tmp_path, monkeypatch
+):
     """A decoding.yaml beside the checkpoint is not picked up by itself (greedy, the default, is used): only
     `--decoding FILE` applies it, and decoder flags given with it override its values."""
     import asr.transcribe
@@ -77,23 +109,41 @@ def test_decoding_yaml_is_used_only_when_given_with_decoding(overfit_run, tiny_c
     ckpt.parent.mkdir()
     shutil.copy(best, ckpt)
     settings = ckpt.parent / "decoding.yaml"
-    code, _, _ = run_cli("tune-lm", "--checkpoint", ckpt, "--data", train, "--lm", train_arpa,
-                         "--lm-weights", "0.5,1", "--word-scores", "0,1", "--beam-size", "8")
+    code, _, _ = run_cli(
+        "tune-lm",
+        "--checkpoint",
+        ckpt,
+        "--data",
+        train,
+        "--lm",
+        train_arpa,
+        "--lm-weights",
+        "0.5,1",
+        "--word-scores",
+        "0,1",
+        "--beam-size",
+        "8",
+    )
     assert code == 0 and settings.is_file()  # written next to the checkpoint by default
     used = []
     real = asr.transcribe.Model.decoder
-    monkeypatch.setattr(asr.transcribe.Model, "decoder", lambda self, options: used.append(options) or real(self, options))
+    monkeypatch.setattr(
+        asr.transcribe.Model, "decoder", lambda self, options: used.append(options) or real(self, options)
+    )
     clip = read_manifest(train)[0]["audio"]
 
-    for command in (["transcribe", "--checkpoint", ckpt, clip],
-                    ["evaluate", "--checkpoint", ckpt, "--data", train, "--out", tmp_path / "greedy"]):
+    for command in (
+        ["transcribe", "--checkpoint", ckpt, clip],
+        ["evaluate", "--checkpoint", ckpt, "--data", train, "--out", tmp_path / "greedy"],
+    ):
         used.clear()
         code, _, err = run_cli(*command)
         assert code == 0, err
         assert used and all(not o.beam and o.lm is None and o.decoder is None for o in used)  # greedy
-    for command in (["transcribe", "--checkpoint", ckpt, "--decoding", settings, clip],
-                    ["evaluate", "--checkpoint", ckpt, "--data", train, "--out", tmp_path / "tuned",
-                     "--decoding", settings]):
+    for command in (
+        ["transcribe", "--checkpoint", ckpt, "--decoding", settings, clip],
+        ["evaluate", "--checkpoint", ckpt, "--data", train, "--out", tmp_path / "tuned", "--decoding", settings],
+    ):
         used.clear()
         code, _, err = run_cli(*command)
         assert code == 0, err
@@ -101,8 +151,9 @@ def test_decoding_yaml_is_used_only_when_given_with_decoding(overfit_run, tiny_c
     summary = json.loads((tmp_path / "tuned" / "summary.json").read_text())
     assert summary["cer"] < 0.1
     used.clear()
-    code, _, err = run_cli("transcribe", "--checkpoint", ckpt, "--decoding", settings, "--lm-weight", "0.25",
-                           "--beam-size", "4", clip)
+    code, _, err = run_cli(
+        "transcribe", "--checkpoint", ckpt, "--decoding", settings, "--lm-weight", "0.25", "--beam-size", "4", clip
+    )
     assert code == 0, err
     assert used[-1].beam and used[-1].lm_weight == 0.25 and used[-1].beam_size == 4  # flags beat the file
     assert used[-1].word_score == DecodingOptions.load(settings).word_score  # the rest is the file's
@@ -122,26 +173,32 @@ def test_bad_lm_on_the_command_line_fails_before_decoding(overfit_run, tiny_corp
     assert code == 1 and err.startswith(f"error: {junk}: not a language model") and err.count("\n") == 1
 
 
-def test_tune_lm_with_no_transcripts_fails_instead_of_tuning_on_0_words(overfit_run, tiny_corpus, train_arpa,
-                                                                          run_cli, tmp_path):
+def test_tune_lm_with_no_transcripts_fails_instead_of_tuning_on_0_words(
+    overfit_run, tiny_corpus, train_arpa, run_cli, tmp_path
+):
     from asr.data.manifest import write_manifest
 
     _, best = overfit_run
     rows = [{**row, "text": "--"} for row in read_manifest(tiny_corpus[1]["train"])[:2]]  # normalises to nothing
     data = write_manifest(tmp_path / "untranscribed.jsonl", rows)
-    code, out, err = run_cli("tune-lm", "--checkpoint", best, "--data", data, "--lm", train_arpa, "--out",
-                             tmp_path / "decoding.yaml")
+    code, out, err = run_cli(
+        "tune-lm", "--checkpoint", best, "--data", data, "--lm", train_arpa, "--out", tmp_path / "decoding.yaml"
+    )
     assert code == 1 and "no utterance in the data has a transcript" in err and err.count("\n") == 1
     assert not (tmp_path / "decoding.yaml").exists()
 
 
 def test_prepare_lm_downloads_and_verifies(server, tmp_path, monkeypatch):
     good, bad = b"\\data\\\nngram 1=1\n" * 1000, b"lexicon\n" * 100
-    monkeypatch.setattr(lm_files, "FILES", {
-        "good.arpa.gz": (hashlib.md5(good).hexdigest(), (len(good),)),
-        "bad.txt": ("0" * 32, (len(bad),)),
-        "wrong-size.txt": (None, (1,)),
-    })
+    monkeypatch.setattr(
+        lm_files,
+        "FILES",
+        {
+            "good.arpa.gz": (hashlib.md5(good).hexdigest(), (len(good),)),
+            "bad.txt": ("0" * 32, (len(bad),)),
+            "wrong-size.txt": (None, (1,)),
+        },
+    )
     server["files"].update({"/good.arpa.gz": good, "/bad.txt": bad, "/wrong-size.txt": bad})
     out = lm_files.prepare_librispeech_lm(tmp_path, ["good.arpa.gz"], base_url=server["url"], log=lambda _: None)
     assert out["good.arpa.gz"].read_bytes() == good

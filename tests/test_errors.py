@@ -1,5 +1,6 @@
 """Bad input gets one clear line (`error: FILE: problem`) and a non-zero exit, never a traceback;
 in a batch, one bad file is reported and the others go on."""
+
 import json
 import logging
 import os
@@ -17,8 +18,9 @@ from asr.data.manifest import read_manifest, write_manifest
 
 def run_console(*argv, cwd=None):
     """Run the real console entry point in a fresh interpreter -> CompletedProcess (text)."""
-    return subprocess.run([sys.executable, "-m", "asr.cli", *map(str, argv)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "asr.cli", *map(str, argv)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def error_lines(err: str) -> list[str]:
@@ -86,12 +88,23 @@ def bad_checkpoints(ckpt, tmp_path_factory):
         "vocabulary differs": (d / "vocab.ckpt", ["tokenizer/vocabulary mismatch", "has 5 tokens"]),
         "model config differs": (d / "config.ckpt", ["do not match the model", "size mismatch", "lstm"]),
         "older format": (d / "old.ckpt", ["checkpoint format 1 is not the format this version of asr reads (2)"]),
-        "no format": (d / "unversioned.ckpt", ["checkpoint format None is not the format this version of asr reads (2)"]),
+        "no format": (
+            d / "unversioned.ckpt",
+            ["checkpoint format None is not the format this version of asr reads (2)"],
+        ),
     }
 
 
-CHECKPOINT_CASES = ["missing", "random bytes", "text file", "plain dict", "vocabulary differs", "model config differs",
-                    "older format", "no format"]
+CHECKPOINT_CASES = [
+    "missing",
+    "random bytes",
+    "text file",
+    "plain dict",
+    "vocabulary differs",
+    "model config differs",
+    "older format",
+    "no format",
+]
 
 
 @pytest.mark.parametrize("case", CHECKPOINT_CASES)
@@ -105,10 +118,28 @@ def test_transcribe_bad_checkpoint(case, bad_checkpoints, good_audio, run_cli):
 @pytest.mark.parametrize("case", CHECKPOINT_CASES)
 def test_evaluate_bad_checkpoint(case, bad_checkpoints, tiny_corpus, tmp_path, run_cli):
     path, words = bad_checkpoints[case]
-    code, _, err = run_cli("evaluate", "--checkpoint", path, "--data", tiny_corpus[1]["test"],
-                           "--out", tmp_path / "eval")
+    code, _, err = run_cli(
+        "evaluate", "--checkpoint", path, "--data", tiny_corpus[1]["test"], "--out", tmp_path / "eval"
+    )
     assert_one_line_error(code, err, path, *words)
     assert not (tmp_path / "eval").exists()
+
+
+def test_a_format_2_checkpoint_is_read_as_the_same_model(ckpt, good_audio, tmp_path):
+    """Format 2 held ModelDims' fields as model_args {"frontend", "network"}: it loads, and transcribes the same."""
+    import asr
+    from asr.checkpoint import read_checkpoint
+
+    old = torch.load(ckpt, map_location="cpu", weights_only=True)
+    dims = old["asr"].pop("dims")
+    frontend = {k: dims.pop(k) for k in ("n_mels", "dynamic_range_db", "taper_ms", "edge_pad_ms", "normalize")}
+    old["asr"].update(format=2, model_args={"frontend": frontend, "network": dims})
+    torch.save(old, tmp_path / "v2.ckpt")
+    assert read_checkpoint(tmp_path / "v2.ckpt")["asr"]["dims"] == read_checkpoint(ckpt)["asr"]["dims"]
+    assert (
+        asr.load_model(tmp_path / "v2.ckpt", "cpu").transcribe(good_audio).text
+        == asr.load_model(ckpt, "cpu").transcribe(good_audio).text
+    )
 
 
 def test_checkpoint_that_would_run_code_is_refused(ckpt, good_audio, tiny_corpus, tmp_path, run_cli):
@@ -127,8 +158,9 @@ def test_checkpoint_that_would_run_code_is_refused(ckpt, good_audio, tiny_corpus
     assert "weights_only" not in proc.stderr  # torch's advice to load it unsafely is not passed on
     assert proc.stdout == ""
 
-    code, _, err = run_cli("evaluate", "--checkpoint", tmp_path / "evil.ckpt", "--data",
-                           tiny_corpus[1]["test"], "--out", tmp_path / "eval")
+    code, _, err = run_cli(
+        "evaluate", "--checkpoint", tmp_path / "evil.ckpt", "--data", tiny_corpus[1]["test"], "--out", tmp_path / "eval"
+    )
     assert_one_line_error(code, err, tmp_path / "evil.ckpt", "refusing to load")
     assert not marker.exists()
 
@@ -137,7 +169,9 @@ def test_checkpoint_that_would_run_code_is_refused(ckpt, good_audio, tiny_corpus
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.ckpt").write_bytes((tmp_path / "evil.ckpt").read_bytes())
     config = tmp_path / "resume.yaml"
-    config.write_text(f"out_dir: {run_dir}\ndata: {{train: {tiny_corpus[1]['train']}, val: {tiny_corpus[1]['train']}}}\n")
+    config.write_text(
+        f"out_dir: {run_dir}\ndata: {{train: {tiny_corpus[1]['train']}, val: {tiny_corpus[1]['train']}}}\n"
+    )
     code, _, err = run_cli("train", "--config", config, "--resume")
     assert_one_line_error(code, err, run_dir / "checkpoints" / "last.ckpt", "refusing to load")
     assert not marker.exists()
@@ -261,8 +295,15 @@ def test_transcribe_output_dir_refuses_two_inputs_with_one_name(ckpt, good_audio
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         shutil.copy(good_audio, tmp_path / sub / "clip.flac")
-    code, _, err = run_cli("transcribe", "--checkpoint", ckpt, "--output-dir", tmp_path / "out",
-                           tmp_path / "a" / "clip.flac", tmp_path / "b" / "clip.flac")
+    code, _, err = run_cli(
+        "transcribe",
+        "--checkpoint",
+        ckpt,
+        "--output-dir",
+        tmp_path / "out",
+        tmp_path / "a" / "clip.flac",
+        tmp_path / "b" / "clip.flac",
+    )
     assert_one_line_error(code, err, tmp_path / "b" / "clip.flac", "same name as", tmp_path / "a" / "clip.flac")
     assert not (tmp_path / "out").exists()
 
@@ -287,8 +328,10 @@ def test_transcribe_a_folder_with_unreadable_files(bad_audio, ckpt, good_audio, 
 
 def test_evaluate_reports_bad_rows_and_scores_the_rest(bad_audio, ckpt, tiny_corpus, tmp_path, run_cli):
     rows = read_manifest(tiny_corpus[1]["train"])[:2]
-    rows += [{"id": "missing", "audio": str(bad_audio["missing"]), "text": "HELLO"},
-             {"id": "nan", "audio": str(bad_audio["NaN"]), "text": "HELLO"}]
+    rows += [
+        {"id": "missing", "audio": str(bad_audio["missing"]), "text": "HELLO"},
+        {"id": "nan", "audio": str(bad_audio["NaN"]), "text": "HELLO"},
+    ]
     manifest = write_manifest(tmp_path / "mixed.jsonl", rows)
     code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev")
     assert code == 0 and "Traceback" not in err
@@ -297,13 +340,13 @@ def test_evaluate_reports_bad_rows_and_scores_the_rest(bad_audio, ckpt, tiny_cor
     assert any(str(bad_audio["missing"]) in f and "not found" in f for f in summary["failures"])
     assert any(str(bad_audio["NaN"]) in f and "NaN" in f for f in summary["failures"])
     assert "2 failed" in out
-    code, _, _ = run_cli("evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev2",
-                         "--strict")
+    code, _, _ = run_cli("evaluate", "--checkpoint", ckpt, "--data", manifest, "--out", tmp_path / "ev2", "--strict")
     assert code == 1
 
 
-def test_evaluate_with_nothing_to_score_fails_instead_of_printing_0_percent(bad_audio, ckpt, tiny_corpus, tmp_path,
-                                                                            run_cli):
+def test_evaluate_with_nothing_to_score_fails_instead_of_printing_0_percent(
+    bad_audio, ckpt, tiny_corpus, tmp_path, run_cli
+):
     good = read_manifest(tiny_corpus[1]["train"])[0]
     rows = [{"id": "missing", "audio": str(bad_audio["missing"]), "text": "HELLO"}, {**good, "text": "..."}]
     manifest = write_manifest(tmp_path / "nothing.jsonl", rows)
@@ -330,8 +373,9 @@ def _eval_data_cases(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["empty directory", "nonexistent path", "empty manifest", "malformed line",
-                                  "text not a string"])
+@pytest.mark.parametrize(
+    "case", ["empty directory", "nonexistent path", "empty manifest", "malformed line", "text not a string"]
+)
 def test_evaluate_bad_data(case, ckpt, tmp_path, run_cli):
     path, words = _eval_data_cases(tmp_path)[case]
     code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", path, "--out", tmp_path / "ev")
@@ -359,8 +403,15 @@ def test_prepare_empty_subset_folder(tmp_path, run_cli):
 def test_prepare_unknown_subset_lists_valid_names(tmp_path, run_cli):
     code, _, err = run_cli("prepare", "librispeech", "--root", tmp_path, "--subsets", "not-a-subset")
     line = assert_one_line_error(code, err, "not-a-subset", "valid names")
-    for name in ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100", "train-clean-360",
-                 "train-other-500"):
+    for name in (
+        "dev-clean",
+        "dev-other",
+        "test-clean",
+        "test-other",
+        "train-clean-100",
+        "train-clean-360",
+        "train-other-500",
+    ):
         assert name in line
 
 
@@ -373,8 +424,12 @@ def _train_config(tmp_path, tiny_corpus, train_rows, **extra) -> str:
         "out_dir": str(tmp_path / "run"),
         "data": {"train": str(manifest), "val": str(tiny_corpus[1]["dev"]), "num_workers": 0},
         "model": {"hidden": 16, "layers": 1},
-        "trainer": {"max_epochs": 1, "enable_progress_bar": False, "enable_model_summary": False,
-                    "log_every_n_steps": 1},
+        "trainer": {
+            "max_epochs": 1,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+        },
         **extra,
     }
     path = tmp_path / "config.yaml"
@@ -421,8 +476,14 @@ def test_train_skips_unusable_rows_and_says_why(tiny_corpus, tmp_path, run_cli, 
 def test_train_with_only_unusable_rows_fails_cleanly(tiny_corpus, tmp_path, run_cli):
     config = _train_config(tmp_path, tiny_corpus, _bad_rows(tiny_corpus))
     code, _, err = run_cli("train", "--config", config)
-    assert_one_line_error(code, err, tmp_path / "train.jsonl", "no usable utterances",
-                          "characters outside the vocabulary", "label longer than the subsampled frames")
+    assert_one_line_error(
+        code,
+        err,
+        tmp_path / "train.jsonl",
+        "no usable utterances",
+        "characters outside the vocabulary",
+        "label longer than the subsampled frames",
+    )
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -430,8 +491,7 @@ def _unreadable(rows, tmp_path):
     return [{**row, "audio": str(tmp_path / f"gone-{i}.flac")} for i, row in enumerate(rows)]
 
 
-def test_train_whose_audio_is_all_unreadable_fails_instead_of_training_nothing(tiny_corpus, tmp_path, run_cli,
-                                                                                caplog):
+def test_train_whose_audio_is_all_unreadable_fails_instead_of_training_nothing(tiny_corpus, tmp_path, run_cli, caplog):
     """The manifest is fine, but every file it names is gone: each is reported, then the run fails (it used
     to 'finish' with no step trained)."""
     config = _train_config(tmp_path, tiny_corpus, _unreadable(read_manifest(tiny_corpus[1]["train"]), tmp_path))
@@ -441,8 +501,9 @@ def test_train_whose_audio_is_all_unreadable_fails_instead_of_training_nothing(t
     assert_one_line_error(code, err, tmp_path / "train.jsonl", "no training audio could be read")
 
 
-def test_train_whose_validation_audio_is_all_unreadable_fails_instead_of_scoring_0_percent(tiny_corpus, tmp_path,
-                                                                                          run_cli):
+def test_train_whose_validation_audio_is_all_unreadable_fails_instead_of_scoring_0_percent(
+    tiny_corpus, tmp_path, run_cli
+):
     """A WER of 0 errors in 0 words used to be logged as 0.0% and kept as the best checkpoint."""
     val = write_manifest(tmp_path / "val.jsonl", _unreadable(read_manifest(tiny_corpus[1]["dev"]), tmp_path))
     config = _train_config(tmp_path, tiny_corpus, read_manifest(tiny_corpus[1]["train"]))

@@ -1,4 +1,5 @@
 """The error report of `asr evaluate`: breakdown by a field, the most frequent word errors, the spread."""
+
 from asr.evaluate import breakdown, breakdown_lines, spread, top_errors
 
 
@@ -14,11 +15,13 @@ def test_top_errors_counts_substitutions_deletions_insertions():
 
 def test_breakdown_weights_by_words_and_keeps_rows_without_the_field():
     rows = [{"age_group": "child"}, {"age_group": "child"}, {"age_group": "adult"}, {}, {"age_group": "adult"}]
-    per_utt = [{"word_errors": 1, "words": 4, "char_errors": 2, "chars": 20},
-               {"word_errors": 3, "words": 6, "char_errors": 5, "chars": 30},
-               {"word_errors": 0, "words": 5, "char_errors": 0, "chars": 25},
-               {"word_errors": 2, "words": 2, "char_errors": 4, "chars": 8},
-               {"error": "x.wav: unreadable"}]  # a failed file is not scored
+    per_utt = [
+        {"word_errors": 1, "words": 4, "char_errors": 2, "chars": 20},
+        {"word_errors": 3, "words": 6, "char_errors": 5, "chars": 30},
+        {"word_errors": 0, "words": 5, "char_errors": 0, "chars": 25},
+        {"word_errors": 2, "words": 2, "char_errors": 4, "chars": 8},
+        {"error": "x.wav: unreadable"},
+    ]  # a failed file is not scored
     table = breakdown(rows, per_utt, "age_group")
     assert list(table) == ["(none)", "adult", "child"]
     assert table["child"] == {"wer": 0.4, "cer": 0.14, "utterances": 2, "words": 10}
@@ -34,7 +37,9 @@ def test_breakdown_lines_list_few_values_and_summarise_many():
     many = {f"s{i:02d}": {"wer": i / 20, "cer": 0.1, "utterances": 1, "words": 5} for i in range(13)}
     top = {"substitutions": [["CAT", "HAT", 2]], "deletions": [], "insertions": [["AWAY", 1]]}
     lines = breakdown_lines({"by": {"age_group": few, "speaker": many}, "top_errors": top})
-    assert lines == ["  age_group child: WER 50.00%  CER 25.00%  (2 utterances, 10 words)",
-                     "  speaker: 13 values, WER min 0.0% / 25% 15.0% / median 30.0% / 75% 45.0% / max 60.0% "
-                     "(by-speaker.tsv)",
-                     "  most frequent substitutions: CAT->HAT 2", "  most frequent insertions: AWAY 1"]
+    assert lines == [
+        "  age_group child: WER 50.00%  CER 25.00%  (2 utterances, 10 words)",
+        "  speaker: 13 values, WER min 0.0% / 25% 15.0% / median 30.0% / 75% 45.0% / max 60.0% (by-speaker.tsv)",
+        "  most frequent substitutions: CAT->HAT 2",
+        "  most frequent insertions: AWAY 1",
+    ]

@@ -1,5 +1,6 @@
 """`asr export` and the ONNX runtime: the exported folder gives the PyTorch path's emissions and text,
 also where torch cannot be imported at all."""
+
 import json
 import subprocess
 import sys
@@ -58,7 +59,9 @@ def test_exported_model_gives_the_checkpoints_emissions_and_text(overfit_run, ex
     torch_results, onnx_results = by_torch.transcribe_many(paths), by_onnx.transcribe_many(paths)
     assert [r.text for r in onnx_results] == [r.text for r in torch_results]
     assert any(r.text for r in onnx_results)
-    assert [[w.as_dict() for w in r.words] for r in onnx_results] == [[w.as_dict() for w in r.words] for r in torch_results]
+    assert [[w.as_dict() for w in r.words] for r in onnx_results] == [
+        [w.as_dict() for w in r.words] for r in torch_results
+    ]
 
 
 def test_exported_model_runs_where_torch_cannot_be_imported(overfit_run, exported, test_rows):
@@ -70,7 +73,8 @@ def test_exported_model_runs_where_torch_cannot_be_imported(overfit_run, exporte
         "    print(model.transcribe(path).text)\n"
         "from asr.cli import main\n"
         f"main(['transcribe', '--model', {str(exported)!r}, '--format', 'json', {test_rows[0]['audio']!r}])\n"
-        "assert not {'torch', 'torchaudio', 'pytorch_lightning', 'librosa'} & set(sys.modules)\n")
+        "assert not {'torch', 'torchaudio', 'pytorch_lightning', 'librosa'} & set(sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
@@ -89,8 +93,18 @@ def test_export_covers_every_front_end_and_network_option(tmp_path):
 
     torch.manual_seed(0)
     tokenizer = CharTokenizer()
-    dims = ModelDims(vocab_size=tokenizer.vocab_size, n_mels=64, edge_pad_ms=50.0, normalize="per_utterance",
-                     taper_ms=5.0, subsample="conv", subsample_factor=4, hidden=48, layers=2, merge="concat")
+    dims = ModelDims(
+        vocab_size=tokenizer.vocab_size,
+        n_mels=64,
+        edge_pad_ms=50.0,
+        normalize="per_utterance",
+        taper_ms=5.0,
+        subsample="conv",
+        subsample_factor=4,
+        hidden=48,
+        layers=2,
+        merge="concat",
+    )
     model = ASRModel(dims).eval()
     ckpt = write_checkpoint(tmp_path / "random.ckpt", model, tokenizer)
     export(ckpt, tmp_path / "out", log=lambda *a: None)
@@ -126,8 +140,9 @@ def test_model_card_carries_the_evaluations_of_these_weights(overfit_run, tiny_c
 
     run, best = overfit_run
     model = asr.load_model(best, "cpu")
-    summary = evaluate(model, read_eval_data(tiny_corpus[1]["train"]), run / "eval-card-train", log=lambda *a: None,
-                       data="train.jsonl")
+    summary = evaluate(
+        model, read_eval_data(tiny_corpus[1]["train"]), run / "eval-card-train", log=lambda *a: None, data="train.jsonl"
+    )
     assert summary["model"]["sha256"] and summary["data"] == "train.jsonl"
     export(best, tmp_path / "card", log=lambda *a: None)
     card = (tmp_path / "card" / "MODEL.md").read_text()
@@ -139,8 +154,8 @@ def test_model_card_carries_the_evaluations_of_these_weights(overfit_run, tiny_c
 
 
 def test_export_includes_tuned_decoding_settings_with_their_lm(overfit_run, tiny_corpus, tmp_path, test_rows):
-    from asr.export import export
     from asr.decoding import DecodingOptions
+    from asr.export import export
 
     words = sorted({w for r in read_manifest(tiny_corpus[1]["train"]) for w in r["text"].split()})
     (tmp_path / "words.txt").write_text("\n".join(words) + "\n")

@@ -10,7 +10,8 @@ from asr.training.augment import Augmentation, FrequencyWarp, SpecAugment
 N_MELS = ModelDims.n_mels
 
 # Stated tolerance: torchaudio (float32 FFT) vs librosa (float64 reference) log-mel energies agree
-# within 1e-3 in natural-log units (0.004 dB) wherever the energy is above 1e-6 of the peak (below that, float32 rounding dominates).
+# within 1e-3 in natural-log units (0.004 dB) wherever the energy is above 1e-6 of the peak (below that, float32
+# rounding dominates).
 TOLERANCE = 1e-3
 
 
@@ -23,8 +24,16 @@ def _speechlike(seconds=1.3, sr=16000, seed=0):
 
 def _librosa_mel(audio):
     return librosa.feature.melspectrogram(
-        y=audio.astype(np.float64), sr=16000, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
-        n_mels=80, center=True, pad_mode="constant", power=2.0)
+        y=audio.astype(np.float64),
+        sr=16000,
+        n_fft=N_FFT,
+        hop_length=HOP_LENGTH,
+        win_length=N_FFT,
+        n_mels=80,
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+    )
 
 
 def test_log_mel_matches_librosa():
@@ -36,7 +45,9 @@ def test_log_mel_matches_librosa():
     loud = ref_mel.T > 1e-6 * ref_mel.max()
     assert loud.mean() > 0.9
     assert np.abs(ours - ref)[loud].max() < TOLERANCE
-    narrow = LogMel(N_MELS, dynamic_range_db=60.0)(torch.from_numpy(audio)[None])[0].numpy()  # features.dynamic_range_db
+    narrow = LogMel(N_MELS, dynamic_range_db=60.0)(torch.from_numpy(audio)[None])[
+        0
+    ].numpy()  # features.dynamic_range_db
     assert np.abs(narrow - np.log(ref_mel + ref_mel.max() * 1e-6).T)[loud].max() < TOLERANCE
 
 
@@ -47,8 +58,9 @@ def test_quiet_recording_gets_the_same_normalised_features_as_a_loud_one():
     assert (loud - quiet).abs().max() < 1e-3
     # Guard: a fixed floor (the 1e-6 of earlier versions) would have gated the quiet copy.
     mel = LogMel(N_MELS, 80.0).mel
-    old_loud, old_quiet = (normalize_features(torch.log(mel(audio * gain) + 1e-6).transpose(1, 2), lengths)
-                           for gain in (1.0, 0.003))
+    old_loud, old_quiet = (
+        normalize_features(torch.log(mel(audio * gain) + 1e-6).transpose(1, 2), lengths) for gain in (1.0, 0.003)
+    )
     assert (old_loud - old_quiet).abs().max() > 0.5
 
 
@@ -176,7 +188,9 @@ def test_frontend_is_taper_log_mel_and_normalisation():
         assert torch.allclose(feats, expected, atol=1e-5)
         alone, _ = frontend(audio[1:, :11000], lens[1:])  # padding changes nothing of the real frames
         assert torch.allclose(alone[0], feats[1, : frames[1]], atol=1e-4)
-    padded, padded_frames = Frontend(N_MELS, 80.0, 10.0, "per_bin", pad_samples=640)(audio, lens)  # edge padding: silence on both sides
+    padded, padded_frames = Frontend(N_MELS, 80.0, 10.0, "per_bin", pad_samples=640)(
+        audio, lens
+    )  # edge padding: silence on both sides
     assert torch.equal(padded_frames, num_frames(lens + 1280))
     try:
         Frontend(N_MELS, 80.0, 10.0, normalize="per_word")
@@ -189,11 +203,22 @@ def test_frontend_is_taper_log_mel_and_normalisation():
 def test_augmentation_follows_the_features_config_and_is_off_in_eval():
     from asr.config import Config
 
-    features = Config.from_dict({"features": {"vtlp": 0.1, "noise": {"snr_db": [5, 15], "prob": 0.5},
-                                              "specaugment": {"freq_masks": 1, "time_width": 0.2}}}).features
+    features = Config.from_dict(
+        {
+            "features": {
+                "vtlp": 0.1,
+                "noise": {"snr_db": [5, 15], "prob": 0.5},
+                "specaugment": {"freq_masks": 1, "time_width": 0.2},
+            }
+        }
+    ).features
     augment = Augmentation(features)
     assert (augment.noise.snr_db, augment.noise.prob, augment.warp.max_warp) == ((5.0, 15.0), 0.5, 0.1)
-    assert (augment.specaugment.freq_masks, augment.specaugment.freq_width, augment.specaugment.time_width) == (1, 15, 0.2)
+    assert (augment.specaugment.freq_masks, augment.specaugment.freq_width, augment.specaugment.time_width) == (
+        1,
+        15,
+        0.2,
+    )
     torch.manual_seed(0)
     audio, lens = torch.randn(2, 8000) * 0.1, torch.tensor([8000, 8000])
     frontend = Frontend(N_MELS, 80.0, 10.0, "per_bin")

@@ -1,15 +1,19 @@
 """Fine-tuning: `asr train --init CKPT` starts from a trained model's weights and tokenizer."""
+
 import json
 import re
 
 import yaml
-
 from conftest import OVERFIT_CONFIG
 
 
 def _write_config(tmp_path, manifest, **sections):
-    config = {**OVERFIT_CONFIG, **sections, "out_dir": str(tmp_path / "run"),
-              "data": {"train": str(manifest), "val": str(manifest), "max_batch_seconds": 200, "num_workers": 0}}
+    config = {
+        **OVERFIT_CONFIG,
+        **sections,
+        "out_dir": str(tmp_path / "run"),
+        "data": {"train": str(manifest), "val": str(manifest), "max_batch_seconds": 200, "num_workers": 0},
+    }
     path = tmp_path / "finetune.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -20,11 +24,15 @@ def test_fine_tuning_starts_from_the_checkpoint(overfit_run, tiny_corpus, tmp_pa
     _, best = overfit_run
     # A model section and tokenizer that differ from the checkpoint's, and an LR too small to learn
     # anything in 2 steps: the run can only score well with the checkpoint's model and weights.
-    path = _write_config(tmp_path, manifests["train"], model={"hidden": 32, "layers": 1},
-                         features={**OVERFIT_CONFIG["features"], "edge_pad_ms": 40},
-                         tokenizer={"kind": "bpe", "vocab_size": 40},
-                         optim={"lr": 1e-7, "warmup_steps": 1},
-                         trainer={"max_epochs": 2, "enable_progress_bar": False, "enable_model_summary": False})
+    path = _write_config(
+        tmp_path,
+        manifests["train"],
+        model={"hidden": 32, "layers": 1},
+        features={**OVERFIT_CONFIG["features"], "edge_pad_ms": 40},
+        tokenizer={"kind": "bpe", "vocab_size": 40},
+        optim={"lr": 1e-7, "warmup_steps": 1},
+        trainer={"max_epochs": 2, "enable_progress_bar": False, "enable_model_summary": False},
+    )
     code, out, _ = run_cli("train", "--config", path, "--init", best)
     assert code == 0
     assert "using the checkpoint's tokenizer, model, features.edge_pad_ms, not this config's" in caplog.text
@@ -33,9 +41,12 @@ def test_fine_tuning_starts_from_the_checkpoint(overfit_run, tiny_corpus, tmp_pa
     assert saved["features"]["edge_pad_ms"] == 0.0
     ended = [m for m in caplog.messages if m.startswith("training ended")]
     assert len(ended) == 1 and re.fullmatch(
-        r"training ended at step (\d+) of \1; val WER [\d.]+% in best.ckpt, [\d.]+% at the last validation", ended[0])
-    assert any(re.fullmatch(r"asr train: \d+ min \d\d s from the command's start to its last checkpoint", m)
-               for m in caplog.messages)
+        r"training ended at step (\d+) of \1; val WER [\d.]+% in best.ckpt, [\d.]+% at the last validation", ended[0]
+    )
+    assert any(
+        re.fullmatch(r"asr train: \d+ min \d\d s from the command's start to its last checkpoint", m)
+        for m in caplog.messages
+    )
     new_best = out.strip().split("best checkpoint: ")[-1]
     code, _, _ = run_cli("evaluate", "--checkpoint", new_best, "--data", manifests["train"], "--out", tmp_path / "eval")
     assert code == 0

@@ -1,4 +1,5 @@
 """FSDD preparation: digit words, held-out test speaker, deterministic dev split."""
+
 from pathlib import Path
 
 import numpy as np

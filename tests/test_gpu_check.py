@@ -1,5 +1,6 @@
 """scripts/gpu_check.py, dry-run on a CPU with tiny shapes: every section still runs on the current code
 and reports its figures (those that need CUDA say so), and one failing section leaves the others alone."""
+
 import json
 import subprocess
 import sys
@@ -10,8 +11,12 @@ CUDA_ONLY = {"host_syncs", "lstm_streams"}
 
 
 def gpu_check(out, *args):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(out), *args],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else None
     return proc, results
 
@@ -20,8 +25,15 @@ def test_cpu_dry_run_reports_every_section(tmp_path):
     proc, results = gpu_check(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     sections = results["sections"]
-    assert set(sections) == {"machine", "bench_train", "asr_train", "step_shapes", "host_syncs", "profile",
-                             "lstm_streams"}
+    assert set(sections) == {
+        "machine",
+        "bench_train",
+        "asr_train",
+        "step_shapes",
+        "host_syncs",
+        "profile",
+        "lstm_streams",
+    }
     for name, record in sections.items():
         expected = "skipped: no CUDA" if name in CUDA_ONLY else "ok"
         assert record["status"] == expected, (name, record)
@@ -50,12 +62,15 @@ def test_cpu_dry_run_reports_every_section(tmp_path):
 
 def test_a_failing_section_records_its_error_and_the_rest_go_on(tmp_path):
     # A model the config cannot build: the sections that build it fail, the machine section does not.
-    proc, results = gpu_check(tmp_path, "--only", "machine", "step_shapes", "lstm_streams",
-                              "--override", "model.merge=bogus")
+    proc, results = gpu_check(
+        tmp_path, "--only", "machine", "step_shapes", "lstm_streams", "--override", "model.merge=bogus"
+    )
     assert proc.returncode == 1
     sections = results["sections"]
     assert sections["machine"]["status"] == "ok"
-    assert sections["step_shapes"]["status"].startswith("error: ASRError") and "merge" in sections["step_shapes"]["status"]
+    assert (
+        sections["step_shapes"]["status"].startswith("error: ASRError") and "merge" in sections["step_shapes"]["status"]
+    )
     assert "Traceback" in sections["step_shapes"]["output_tail"]
     assert sections["lstm_streams"]["status"] == "skipped: no CUDA"
     assert "## step_shapes: error" in (tmp_path / "summary.md").read_text()

@@ -1,5 +1,6 @@
 """Hostile audio and text: every case ends in a result or a clear one-line ASRError naming the file,
 never another exception, a hang (hypothesis deadline) or a huge allocation."""
+
 import io
 import struct
 
@@ -43,8 +44,10 @@ def test_random_bytes(tmp_path, data):
 
 
 @FUZZ
-@given(fmt=st.sampled_from([("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "FLOAT"), ("OGG", "VORBIS")]),
-       cut=st.floats(0.0, 1.0))
+@given(
+    fmt=st.sampled_from([("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("WAV", "FLOAT"), ("OGG", "VORBIS")]),
+    cut=st.floats(0.0, 1.0),
+)
 def test_truncated_files(tmp_path, fmt, cut):
     audio = np.sin(np.arange(SAMPLE_RATE) / 7.0).astype(np.float32) * 0.5
     data = encoded(audio, SAMPLE_RATE, *fmt)
@@ -58,8 +61,12 @@ def test_truncated_files(tmp_path, fmt, cut):
 def test_wav_headers_that_lie(tmp_path, frames, rate, channels):
     """A RIFF header may claim any size, rate and channel count over a few real bytes."""
     body = np.zeros(64, dtype="<i2").tobytes()
-    header = b"RIFF" + struct.pack("<I", (36 + frames * 2) & 0xFFFFFFFF) + b"WAVEfmt " + struct.pack(
-        "<IHHIIHH", 16, 1, channels, rate, rate * channels * 2 & 0xFFFFFFFF, channels * 2 & 0xFFFF, 16)
+    header = (
+        b"RIFF"
+        + struct.pack("<I", (36 + frames * 2) & 0xFFFFFFFF)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * 2 & 0xFFFFFFFF, channels * 2 & 0xFFFF, 16)
+    )
     path = tmp_path / "liar.wav"
     path.write_bytes(header + b"data" + struct.pack("<I", frames * 2 & 0xFFFFFFFF) + body)
     read_or_clear_error(path)

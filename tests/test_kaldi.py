@@ -1,4 +1,5 @@
 """Kaldi data directories: paths, piped entries refused, segments cut out, missing audio counted."""
+
 import json
 
 import numpy as np
@@ -27,11 +28,16 @@ def test_paths_relative_to_root_and_absolute(tmp_path):
     corpus = tmp_path / "corpus"
     _wav(corpus / "audio" / "a.wav", 0.5)
     absolute = _wav(tmp_path / "elsewhere" / "b.wav", 0.75)
-    data = _write(corpus / "data" / "train",
-                  **{"wav.scp": ["uttA audio/a.wav", f"uttB\t{absolute}"],
-                     "text": ["uttA hello, world!", "uttB it's ok"],
-                     "utt2spk": ["uttA spk1", "uttB spk2"], "spk2gender": ["spk1 f", "spk2 m"],
-                     "spk2age": ["spk1 9", "spk2 31"]})
+    data = _write(
+        corpus / "data" / "train",
+        **{
+            "wav.scp": ["uttA audio/a.wav", f"uttB\t{absolute}"],
+            "text": ["uttA hello, world!", "uttB it's ok"],
+            "utt2spk": ["uttA spk1", "uttB spk2"],
+            "spk2gender": ["spk1 f", "spk2 m"],
+            "spk2age": ["spk1 9", "spk2 31"],
+        },
+    )
     rows = read_kaldi_dir(data, root=corpus, log=lambda _: None)
     assert [r["id"] for r in rows] == ["uttA", "uttB"]
     assert rows[0]["audio"] == str((corpus / "audio" / "a.wav").resolve())
@@ -63,10 +69,14 @@ def test_segments_are_cut_out_of_their_recordings(tmp_path, run_cli):
     t = np.arange(3 * sr) / sr
     recording = (0.2 * np.sin(2 * np.pi * 200 * t) * (1 + t)).astype(np.float32)  # a different level each second
     sf.write(tmp_path / "rec1.wav", recording, sr)
-    data = _write(tmp_path / "d",
-                  **{"wav.scp": ["rec1 rec1.wav"],
-                     "segments": ["s1 rec1 0.0 1.0", "s2 rec1 1.5 2.25", "s3 rec1 2.5 -1", "s4 rec9 0 1"],
-                     "text": ["s1 ONE", "s2 TWO", "s3 THREE", "s4 FOUR"]})
+    data = _write(
+        tmp_path / "d",
+        **{
+            "wav.scp": ["rec1 rec1.wav"],
+            "segments": ["s1 rec1 0.0 1.0", "s2 rec1 1.5 2.25", "s3 rec1 2.5 -1", "s4 rec9 0 1"],
+            "text": ["s1 ONE", "s2 TWO", "s3 THREE", "s4 FOUR"],
+        },
+    )
     out = tmp_path / "out" / "train.jsonl"
     code, stdout, err = run_cli("prepare", "kaldi", data, "--out", out, "--root", tmp_path)
     assert code == 0, err
@@ -83,9 +93,13 @@ def test_segments_are_cut_out_of_their_recordings(tmp_path, run_cli):
 def test_missing_and_unreadable_audio_are_skipped_and_counted(tmp_path):
     _wav(tmp_path / "good.wav", 0.5)
     (tmp_path / "broken.wav").write_bytes(b"not audio at all" * 10)
-    data = _write(tmp_path / "d",
-                  **{"wav.scp": ["a good.wav", "b missing.wav", "c broken.wav", "d good.wav"],
-                     "text": ["a FINE", "b GONE", "c BAD", "d", "e NO AUDIO"]})
+    data = _write(
+        tmp_path / "d",
+        **{
+            "wav.scp": ["a good.wav", "b missing.wav", "c broken.wav", "d good.wav"],
+            "text": ["a FINE", "b GONE", "c BAD", "d", "e NO AUDIO"],
+        },
+    )
     logs = []
     rows = read_kaldi_dir(data, root=tmp_path, log=logs.append)
     assert [r["id"] for r in rows] == ["a"]

@@ -1,4 +1,5 @@
 """LibriSpeech preparation: scanning, resumable download from a local server, safe extraction."""
+
 import hashlib
 import io
 import tarfile
@@ -33,8 +34,7 @@ def make_tree(subset_dir: Path) -> Path:
     (a / "19-198.trans.txt").write_text("19-198-0000 HELLO WORLD\n19-198-0001 it's a test, ok\n")
     _flac(b / "26-495-0000.flac", 0.75)
     (b / "26-495-0002.flac").write_bytes(b"definitely not audio" * 20)
-    (b / "26-495.trans.txt").write_text(
-        "26-495-0000 THIRD ONE\n26-495-0001 NO AUDIO HERE\n26-495-0002 BROKEN FILE\n")
+    (b / "26-495.trans.txt").write_text("26-495-0000 THIRD ONE\n26-495-0001 NO AUDIO HERE\n26-495-0002 BROKEN FILE\n")
     return subset_dir
 
 
@@ -120,8 +120,9 @@ PAYLOAD = bytes(range(256)) * 4000  # ~1 MB
 def test_download_resumes_after_dropped_connection(server, tmp_path, honor_range):
     server["files"]["/f.bin"] = PAYLOAD
     server["cut_first"], server["honor_range"] = True, honor_range
-    dest = dl.download(server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD),
-                       log=lambda _: None, chunk=4096, retry_wait=0)
+    dest = dl.download(
+        server["url"] + "/f.bin", tmp_path / "f.bin", md5(PAYLOAD), log=lambda _: None, chunk=4096, retry_wait=0
+    )
     assert md5(dest.read_bytes()) == md5(PAYLOAD)
     assert not (tmp_path / "f.bin.part").exists()
     assert len(server["requests"]) == 2
@@ -164,8 +165,7 @@ def test_prepare_downloads_extracts_and_writes_manifest(server, tmp_path, monkey
     server["files"]["/res/tiny.tar.gz"] = data
     monkeypatch.setitem(ls.SUBSETS, "tiny", {"url": "https://unused.invalid/tiny.tar.gz", "md5": md5(data)})
     root = tmp_path / "root"
-    out = ls.prepare_librispeech(root, ["tiny"], download=True, base_url=server["url"] + "/res/",
-                                 log=lambda _: None)
+    out = ls.prepare_librispeech(root, ["tiny"], download=True, base_url=server["url"] + "/res/", log=lambda _: None)
     assert out == {"tiny": root / "manifests" / "tiny.jsonl"}
     assert [r["id"] for r in read_manifest(out["tiny"])] == GOOD_IDS
     assert (root / "LibriSpeech" / "tiny" / "19" / "198" / "19-198-0000.flac").is_file()
@@ -199,8 +199,11 @@ def _evil_members(outside: Path):
         "nested-dotdot": [ok, ({"name": "a/../../evil"}, b"x")],
         # An absolute name (/abs/evil) is aimed into tmp_path, so a regression cannot write into /.
         "absolute": [ok, ({"name": str(outside / "evil")}, b"x")],
-        "symlink-out": [ok, ({"name": "link", "type": tarfile.SYMTYPE, "linkname": "../outside"}, None),
-                        ({"name": "link/evil"}, b"x")],
+        "symlink-out": [
+            ok,
+            ({"name": "link", "type": tarfile.SYMTYPE, "linkname": "../outside"}, None),
+            ({"name": "link/evil"}, b"x"),
+        ],
         "symlink-abs": [ok, ({"name": "link", "type": tarfile.SYMTYPE, "linkname": str(outside)}, None)],
         "hardlink-out": [ok, ({"name": "hl", "type": tarfile.LNKTYPE, "linkname": "../outside/secret"}, None)],
         "device": [ok, ({"name": "dev", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, None)],
@@ -228,12 +231,15 @@ def test_safe_extract_refuses_escapes(tmp_path, monkeypatch, case, use_stdlib_fi
 
 
 def test_safe_extract_keeps_safe_links_and_files(tmp_path):
-    archive = _tar(tmp_path / "ok.tar.gz", [
-        ({"name": "d", "type": tarfile.DIRTYPE, "mode": 0o755}, None),
-        ({"name": "d/a.txt"}, b"hello"),
-        ({"name": "d/link", "type": tarfile.SYMTYPE, "linkname": "a.txt"}, None),
-        ({"name": "d/hard", "type": tarfile.LNKTYPE, "linkname": "d/a.txt"}, None),
-    ])
+    archive = _tar(
+        tmp_path / "ok.tar.gz",
+        [
+            ({"name": "d", "type": tarfile.DIRTYPE, "mode": 0o755}, None),
+            ({"name": "d/a.txt"}, b"hello"),
+            ({"name": "d/link", "type": tarfile.SYMTYPE, "linkname": "a.txt"}, None),
+            ({"name": "d/hard", "type": tarfile.LNKTYPE, "linkname": "d/a.txt"}, None),
+        ],
+    )
     dest = dl.safe_extract(archive, tmp_path / "dest")
     assert (dest / "d" / "link").read_text() == "hello"
     assert (dest / "d" / "hard").read_text() == "hello"

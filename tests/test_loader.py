@@ -61,7 +61,10 @@ def test_fewer_training_batches_than_processes_is_a_clear_error():
     assert len(DurationBatchSampler([1.0, 1.0], 8, num_replicas=1, rank=0)) == 1
     with pytest.raises(ASRError, match="1 training batches cannot give each of 2 processes one"):
         DurationBatchSampler([1.0, 1.0], 8, num_replicas=2, rank=0)
-    assert [len(list(DurationBatchSampler([1.0, 1.0], 8, num_replicas=2, rank=r, even=False))) for r in (0, 1)] == [1, 1]
+    assert [len(list(DurationBatchSampler([1.0, 1.0], 8, num_replicas=2, rank=r, even=False))) for r in (0, 1)] == [
+        1,
+        1,
+    ]
 
 
 def test_audio_cache_decodes_each_file_once_and_returns_the_same_samples(tmp_path, monkeypatch):
@@ -75,7 +78,7 @@ def test_audio_cache_decodes_each_file_once_and_returns_the_same_samples(tmp_pat
     decoded = []
     monkeypatch.setattr(loader, "load_audio", lambda p: decoded.append(p) or sf.read(p, dtype="float32")[0])
     plain, cached = loader.SpeechDataset(rows), loader.SpeechDataset(rows, cache=True)
-    for epoch in range(3):
+    for _ in range(3):  # epochs
         for i in range(3):
             assert torch.equal(cached[i]["audio"], plain[i]["audio"])
     assert len(decoded) == 3 * 3 + 3  # the plain dataset decodes every time, the cached one once per file
@@ -84,7 +87,13 @@ def test_audio_cache_decodes_each_file_once_and_returns_the_same_samples(tmp_pat
 
 def test_audio_cache_refuses_loader_workers():
     with pytest.raises(ASRError, match="cache_audio.*num_workers: 0"):
-        SpeechDataModule(DataConfig(train="t.jsonl", val="v.jsonl", cache_audio=True, num_workers=2),
-                         CharTokenizer(), StackSubsampling(80, 4).output_lengths)
-    SpeechDataModule(DataConfig(train="t.jsonl", val="v.jsonl", cache_audio=True, num_workers=0),
-                     CharTokenizer(), StackSubsampling(80, 4).output_lengths)  # in the training process: fine
+        SpeechDataModule(
+            DataConfig(train="t.jsonl", val="v.jsonl", cache_audio=True, num_workers=2),
+            CharTokenizer(),
+            StackSubsampling(80, 4).output_lengths,
+        )
+    SpeechDataModule(
+        DataConfig(train="t.jsonl", val="v.jsonl", cache_audio=True, num_workers=0),
+        CharTokenizer(),
+        StackSubsampling(80, 4).output_lengths,
+    )  # in the training process: fine

@@ -4,13 +4,18 @@ import torch
 from asr.model import BiLSTMCTC, ModelDims
 
 
-@pytest.mark.parametrize("subsample,factor,merge", [("stack", 4, "concat"), ("stack", 2, "concat"), ("conv", 4, "concat"),
-                                                    ("stack", 4, "sum")])
+@pytest.mark.parametrize(
+    "subsample,factor,merge",
+    [("stack", 4, "concat"), ("stack", 2, "concat"), ("conv", 4, "concat"), ("stack", 4, "sum")],
+)
 def test_padded_batch_equals_each_utterance_alone(subsample, factor, merge):
     """The backward LSTM must start at each utterance's own end, never on padding."""
     torch.manual_seed(0)
-    model = BiLSTMCTC(ModelDims(vocab_size=29, n_mels=80, subsample=subsample, subsample_factor=factor, hidden=32,
-                                layers=2, merge=merge)).eval()
+    model = BiLSTMCTC(
+        ModelDims(
+            vocab_size=29, n_mels=80, subsample=subsample, subsample_factor=factor, hidden=32, layers=2, merge=merge
+        )
+    ).eval()
     lengths = torch.tensor([97, 64, 33])
     feats = torch.randn(3, 97, 80) * (torch.arange(97)[None, :, None] < lengths[:, None, None])
     with torch.no_grad():
@@ -41,7 +46,9 @@ def test_output_lengths_and_shapes():
 def test_summed_directions_halve_the_layer_width():
     """model.merge=sum adds the two directions (as DeepSpeech 2 does): each layer hands on H values, not 2H."""
     torch.manual_seed(0)
-    model = BiLSTMCTC(ModelDims(vocab_size=29, hidden=16, layers=2, merge="sum", char_ctc_layer=1, char_vocab_size=39)).eval()
+    model = BiLSTMCTC(
+        ModelDims(vocab_size=29, hidden=16, layers=2, merge="sum", char_ctc_layer=1, char_vocab_size=39)
+    ).eval()
     assert model.lstm[1].fwd.input_size == 16 and model.proj.in_features == 16 and model.char_proj.in_features == 16
     feats, lengths = torch.randn(2, 101, 80), torch.tensor([101, 57])
     layer = model.lstm[0]
@@ -66,8 +73,12 @@ def test_edge_padding_is_heard_but_not_scored(subsample, factor):
     torch.manual_seed(0)
     modules = []
     for pad_ms in (0.0, 50.0):
-        config = Config.from_dict({"features": {"edge_pad_ms": pad_ms},
-                                   "model": {"subsample": subsample, "subsample_factor": factor, "hidden": 16, "layers": 2}})
+        config = Config.from_dict(
+            {
+                "features": {"edge_pad_ms": pad_ms},
+                "model": {"subsample": subsample, "subsample_factor": factor, "hidden": 16, "layers": 2},
+            }
+        )
         modules.append(CTCModule(config, build_tokenizer({"kind": "char"}, [])).eval())
     plain, padded = modules
     padded.load_state_dict(plain.state_dict())
@@ -110,23 +121,32 @@ def test_char_ctc_loss_joins_the_training_loss():
     from asr.training.module import CTCModule
 
     torch.manual_seed(0)
-    config = Config.from_dict({"model": {"hidden": 16, "layers": 2, "dropout": 0.0, "char_ctc_layer": 1,
-                                         "char_ctc_weight": 0.3},
-                               "features": {"specaugment": {"freq_masks": 0, "time_masks": 0}}})  # deterministic
+    config = Config.from_dict(
+        {
+            "model": {"hidden": 16, "layers": 2, "dropout": 0.0, "char_ctc_layer": 1, "char_ctc_weight": 0.3},
+            "features": {"specaugment": {"freq_masks": 0, "time_masks": 0}},
+        }
+    )  # deterministic
     texts = ["HELLO WORLD", "IT'S 5 O'CLOCK"]
     tokenizer = build_tokenizer({"kind": "bpe", "vocab_size": 40}, texts * 20)
     module = CTCModule(config, tokenizer)
     module.log = lambda *args, **kwargs: None  # no Trainer attached
     ids = [tokenizer.encode(t) for t in texts]
-    batch = {"audio": torch.randn(2, 32000) * 0.1, "audio_lens": torch.tensor([32000, 24000]),
-             "targets": torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in ids], batch_first=True),
-             "target_lens": torch.tensor([len(i) for i in ids]), "ids": ["a", "b"], "texts": texts}
+    batch = {
+        "audio": torch.randn(2, 32000) * 0.1,
+        "audio_lens": torch.tensor([32000, 24000]),
+        "targets": torch.nn.utils.rnn.pad_sequence([torch.tensor(i) for i in ids], batch_first=True),
+        "target_lens": torch.tensor([len(i) for i in ids]),
+        "ids": ["a", "b"],
+        "texts": texts,
+    }
     loss = module.training_step(batch, 0)
     logits, lens, chars = module(batch["audio"], batch["audio_lens"], with_char_logits=True)
     char_targets, char_lens = module.char_targets(texts)
     assert char_lens.tolist() == [len(t) for t in texts]  # digits and the apostrophe are in the head's alphabet
-    expected = 0.7 * module.ctc_loss(logits, lens, batch["targets"], batch["target_lens"]) + \
-        0.3 * module.ctc_loss(chars, lens, char_targets, char_lens)
+    expected = 0.7 * module.ctc_loss(logits, lens, batch["targets"], batch["target_lens"]) + 0.3 * module.ctc_loss(
+        chars, lens, char_targets, char_lens
+    )
     assert torch.allclose(loss, expected, atol=1e-5)
     loss.backward()
     network = module.model.network

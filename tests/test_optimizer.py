@@ -1,4 +1,5 @@
 """Gradient clipping (done by CTCModule, in the pass that checks for NaN) and the fused AdamW it allows."""
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -14,8 +15,9 @@ CLIP = 0.5
 
 
 def tiny_module():
-    config = Config.from_dict({"model": {"hidden": 16, "layers": 2, "dropout": 0.0},
-                               "trainer": {"gradient_clip_val": CLIP}})
+    config = Config.from_dict(
+        {"model": {"hidden": 16, "layers": 2, "dropout": 0.0}, "trainer": {"gradient_clip_val": CLIP}}
+    )
     return CTCModule(config, CharTokenizer())
 
 
@@ -43,13 +45,31 @@ def test_gradients_above_the_limit_are_scaled_down_to_it_and_others_left_alone()
 
 def batches(tokenizer, n=3):
     torch.manual_seed(0)
-    items = [{"id": f"u{i}", "audio": torch.randn(16000 + 800 * i) * 0.1, "ids": tokenizer.encode("HELLO WORLD"),
-              "text": "HELLO WORLD"} for i in range(2)]
+    items = [
+        {
+            "id": f"u{i}",
+            "audio": torch.randn(16000 + 800 * i) * 0.1,
+            "ids": tokenizer.encode("HELLO WORLD"),
+            "text": "HELLO WORLD",
+        }
+        for i in range(2)
+    ]
     return torch.utils.data.DataLoader([collate(items)] * n, batch_size=None)
 
 
-@pytest.mark.parametrize("precision", ["32-true", pytest.param("bf16-mixed", marks=pytest.mark.skipif(
-    not cpu_runs_bf16(), reason="oneDNN has no bf16 LSTM on this CPU (AVX2 only): asr trains it in fp32")), "16-mixed"])
+@pytest.mark.parametrize(
+    "precision",
+    [
+        "32-true",
+        pytest.param(
+            "bf16-mixed",
+            marks=pytest.mark.skipif(
+                not cpu_runs_bf16(), reason="oneDNN has no bf16 LSTM on this CPU (AVX2 only): asr trains it in fp32"
+            ),
+        ),
+        "16-mixed",
+    ],
+)
 def test_fused_adamw_in_every_precision_steps_on_true_clipped_gradients(precision, tmp_path):
     """16-mixed: Lightning leaves a fused optimizer's fp16 gradients scaled (x65,536) for its step to
     unscale. CTCModule unscales them before clipping, so the step must get them true, with no scale."""
@@ -67,15 +87,23 @@ def test_fused_adamw_in_every_precision_steps_on_true_clipped_gradients(precisio
     class StepSpy(pl.Callback):
         def on_train_start(self, trainer, module):
             trainer.optimizers[0].register_step_pre_hook(
-                lambda opt, args, kwargs: at_step.append((getattr(opt, "grad_scale", None), grad_norm(module))))
+                lambda opt, args, kwargs: at_step.append((getattr(opt, "grad_scale", None), grad_norm(module)))
+            )
 
     module.on_before_optimizer_step = record
     module.train_dataloader = lambda: batches(module.tokenizer)
-    kwargs = ({"plugins": [MixedPrecision("16-mixed", "cpu")]} if precision == "16-mixed"
-              else {"precision": precision})
-    trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                         callbacks=[StepSpy()], **kwargs)
+    kwargs = {"plugins": [MixedPrecision("16-mixed", "cpu")]} if precision == "16-mixed" else {"precision": precision}
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[StepSpy()],
+        **kwargs,
+    )
     with torch.backends.mkldnn.flags(enabled=precision != "16-mixed"):  # oneDNN has no fp16 LSTM on CPUs
         trainer.fit(module)
     assert trainer.optimizers[0].param_groups[0]["fused"] is True
@@ -164,9 +192,17 @@ def test_16_mixed_skips_a_non_finite_step_with_the_fused_optimizer(tmp_path):
     module = tiny_module()
     module.train_dataloader = lambda: batches(module.tokenizer, n=3)
     spy = NaNOnSecondStep()
-    trainer = pl.Trainer(accelerator="cpu", max_steps=3, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                         plugins=[MixedPrecision("16-mixed", "cpu")], callbacks=[spy])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        plugins=[MixedPrecision("16-mixed", "cpu")],
+        callbacks=[spy],
+    )
     with torch.backends.mkldnn.flags(enabled=False):  # oneDNN has no fp16 LSTM on CPUs
         trainer.fit(module)
     assert spy.unchanged and module.skipped_steps >= 1
@@ -180,9 +216,17 @@ def test_16_mixed_with_accumulation_survives_a_batch_whose_every_file_failed(tmp
     good = next(iter(batches(module.tokenizer, n=1)))
     empty = collate([None])
     module.train_dataloader = lambda: torch.utils.data.DataLoader([good, empty, good, good], batch_size=None)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, accumulate_grad_batches=2, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=tmp_path, plugins=[MixedPrecision("16-mixed", "cpu")])
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        accumulate_grad_batches=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        plugins=[MixedPrecision("16-mixed", "cpu")],
+    )
     with torch.backends.mkldnn.flags(enabled=False):  # oneDNN has no fp16 LSTM on CPUs
         trainer.fit(module)
     assert trainer.global_step == 2

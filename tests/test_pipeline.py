@@ -1,4 +1,5 @@
 """End to end: train on a handful of utterances, then evaluate and transcribe through the CLI."""
+
 import json
 
 import numpy as np
@@ -24,7 +25,7 @@ def test_evaluate_writes_per_utterance_report(overfit_run, tiny_corpus, tmp_path
     _, best = overfit_run
     code, _, _ = run_cli("evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path)
     assert code == 0
-    rows = [json.loads(l) for l in (tmp_path / "utterances.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "utterances.jsonl").read_text().splitlines()]
     refs = {r["id"]: r["text"] for r in read_manifest(manifests["test"])}
     assert {r["id"] for r in rows} == set(refs)
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -35,11 +36,12 @@ def test_evaluate_writes_per_utterance_report(overfit_run, tiny_corpus, tmp_path
 def test_evaluate_breaks_wer_down_by_a_manifest_field(overfit_run, tiny_corpus, tmp_path, run_cli):
     _, manifests = tiny_corpus
     _, best = overfit_run
-    code, out, err = run_cli("evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path,
-                             "--by", "speaker")
+    code, out, err = run_cli(
+        "evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path, "--by", "speaker"
+    )
     assert code == 0, err
     summary = json.loads((tmp_path / "summary.json").read_text())
-    rows = [json.loads(l) for l in (tmp_path / "utterances.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "utterances.jsonl").read_text().splitlines()]
     speakers = {r["speaker"] for r in read_manifest(manifests["test"])}
     table = summary["by"]["speaker"]
     assert set(table) == speakers
@@ -48,8 +50,9 @@ def test_evaluate_breaks_wer_down_by_a_manifest_field(overfit_run, tiny_corpus, 
     assert out.startswith("WER ") and all(f"speaker {s}: WER" in out for s in speakers)
     assert (tmp_path / "by-speaker.tsv").read_text().count("\n") == len(speakers) + 1
     assert sum(c for *_, c in summary["top_errors"]["substitutions"]) <= sum(r["word_errors"] for r in rows)
-    code, _, err = run_cli("evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path,
-                           "--by", "spekaer")
+    code, _, err = run_cli(
+        "evaluate", "--checkpoint", best, "--data", manifests["test"], "--out", tmp_path, "--by", "spekaer"
+    )
     assert code == 1 and "--by spekaer: no utterance" in err and "speaker" in err
 
 
@@ -61,10 +64,19 @@ def test_transcribe_reports_bad_files_and_goes_on(overfit_run, tiny_corpus, tmp_
     not_audio.write_text("this is not audio")
     empty = tmp_path / "empty.flac"
     empty.write_bytes(b"")
-    code, out, err = run_cli("transcribe", "--checkpoint", best, "--format", "json",
-                             good["audio"], not_audio, empty, tmp_path / "missing.wav")
+    code, out, err = run_cli(
+        "transcribe",
+        "--checkpoint",
+        best,
+        "--format",
+        "json",
+        good["audio"],
+        not_audio,
+        empty,
+        tmp_path / "missing.wav",
+    )
     assert code == 0
-    results = [json.loads(l) for l in out.splitlines()]
+    results = [json.loads(line) for line in out.splitlines()]
     assert len(results) == 4
     ok = [r for r in results if "error" not in r]
     assert len(ok) == 1 and ok[0]["text"] == good["text"]
@@ -115,7 +127,9 @@ def test_long_files_are_windowed_without_losing_or_shifting_frames(overfit_run, 
     model.emissions = frame_local_logits
     rng = np.random.default_rng(0)
     seconds = 2 * WINDOW_S + CONTEXT_S + 3.3  # three windows, the last one short
-    long = (rng.uniform(-0.5, 0.5, int(seconds * 16000)) * np.sin(np.arange(int(seconds * 16000)) / 900)).astype(np.float32)
+    long = (rng.uniform(-0.5, 0.5, int(seconds * 16000)) * np.sin(np.arange(int(seconds * 16000)) / 900)).astype(
+        np.float32
+    )
     path = tmp_path / "long.wav"
     sf.write(path, long, 16000, subtype="FLOAT")
     windowed = model.long_file_emissions(path)
@@ -137,8 +151,7 @@ def test_windowed_file_has_the_whole_files_frame_count(overfit_run, tmp_path, ex
     assert len(model.long_file_emissions(path)) == len(model.emissions([wave])[0])
 
 
-def test_a_long_file_soundfile_cannot_seek_in_is_still_recognised_window_by_window(overfit_run, tmp_path,
-                                                                                  monkeypatch):
+def test_a_long_file_soundfile_cannot_seek_in_is_still_recognised_window_by_window(overfit_run, tmp_path, monkeypatch):
     """m4a, webm and the like are decoded whole (audioread); the network must still see one window at a
     time, or an hour-long recording would need the memory of one hour-long batch."""
     import asr.transcribe as transcribe

@@ -1,12 +1,13 @@
 """Real recordings (../shared/data/real-speech): every clip is read, resampled and transcribed without
 a failure, whatever its format, rate or channels. The model is trained on 8 synthetic utterances,
 so the WER is meaningless here; what is tested is that nothing is lost or crashes."""
+
 import json
 
 import pytest
+from conftest import shared_data
 
 from asr.text import normalize
-from conftest import shared_data
 
 CLIPS = 88
 
@@ -54,8 +55,12 @@ def test_transcribe_every_real_clip_as_json(real_speech, ckpt, run_cli):
 
 def test_evaluate_librispeech_layout_folder(real_speech, ckpt, tmp_path, run_cli):
     folder = real_speech / "LibriSpeech" / "test-samples"
-    references = [line.split(" ", 1)[1] for t in sorted(folder.rglob("*.trans.txt"))
-                  for line in t.read_text().splitlines() if line.strip()]
+    references = [
+        line.split(" ", 1)[1]
+        for t in sorted(folder.rglob("*.trans.txt"))
+        for line in t.read_text().splitlines()
+        if line.strip()
+    ]
     assert len(references) == 2
     code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", folder, "--out", tmp_path)
     assert code == 0, err

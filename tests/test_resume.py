@@ -1,6 +1,7 @@
 """Nothing lost: kill -9 mid-epoch then --resume matches an uninterrupted run; atomic checkpoints; best.ckpt
 keeps the later model on a tie; non-finite steps are skipped and counted, and a run that keeps producing them
 stops with a reason."""
+
 import os
 import signal
 import subprocess
@@ -21,14 +22,21 @@ STEPS_PER_EPOCH = 4  # the 8 utterances in batches of at most 8 s of padded audi
 
 def write_config(tmp_path: Path, manifest, name: str) -> Path:
     config = {
-        "out_dir": str(tmp_path / name), "seed": 3,
+        "out_dir": str(tmp_path / name),
+        "seed": 3,
         "data": {"train": str(manifest), "val": str(manifest), "max_batch_seconds": 8, "num_workers": 0},
         "model": {"hidden": 48, "layers": 1, "subsample_factor": 4, "dropout": 0.1},
         "checkpoint": {"last_every_n_steps": 3},  # coprime with the epoch length: mid-epoch checkpoints
         "optim": {"lr": 3e-3, "warmup_steps": 5},
         # precision pinned: `auto` decides by a timing, which two separate runs need not agree on
-        "trainer": {"max_epochs": 8, "enable_progress_bar": False, "enable_model_summary": False,
-                    "log_every_n_steps": 1, "accelerator": "cpu", "precision": "32-true"},
+        "trainer": {
+            "max_epochs": 8,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+            "accelerator": "cpu",
+            "precision": "32-true",
+        },
     }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -88,15 +96,19 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted_run(tiny_corpus, tmp_p
 def test_resume_keeps_the_precision_auto_chose(tiny_corpus, tmp_path, monkeypatch):
     """precision: auto is decided by a measurement at the run's start, saved with the run's config, and a
     resumed run keeps it rather than measuring again (a busy machine might decide otherwise)."""
+    from conftest import OVERFIT_CONFIG
+
     import asr.training.precision
     from asr.config import Config
     from asr.training.train import train
-    from conftest import OVERFIT_CONFIG
 
     manifest = str(tiny_corpus[1]["train"])
-    values = {**OVERFIT_CONFIG, "out_dir": str(tmp_path / "run"),
-              "data": {"train": manifest, "val": manifest, "max_batch_seconds": 200, "num_workers": 0},
-              "trainer": {**OVERFIT_CONFIG["trainer"], "max_epochs": 1, "precision": "auto", "accelerator": "cpu"}}
+    values = {
+        **OVERFIT_CONFIG,
+        "out_dir": str(tmp_path / "run"),
+        "data": {"train": manifest, "val": manifest, "max_batch_seconds": 200, "num_workers": 0},
+        "trainer": {**OVERFIT_CONFIG["trainer"], "max_epochs": 1, "precision": "auto", "accelerator": "cpu"},
+    }
     # fp32 first: the resumed run must not switch to bf16 (which an AVX2-only CPU could not even run).
     monkeypatch.setattr(asr.training.precision, "auto_precision", lambda *args, **kwargs: "32-true")
     train(Config.from_dict(values))
@@ -185,20 +197,30 @@ class _ScriptedWER(pl.LightningModule):
 def test_best_checkpoint_keeps_the_later_model_on_a_tie(tmp_path):
     best = BestCheckpoint(dirpath=tmp_path, filename="best", monitor="val_wer", mode="min", save_top_k=1)
     wers = [0.5, 0.2, 0.3, 0.2, 0.25]  # epochs 1 and 3 tie for the lowest
-    trainer = pl.Trainer(max_epochs=len(wers), callbacks=[best], accelerator="cpu", logger=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=len(wers),
+        callbacks=[best],
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(_ScriptedWER(wers))
     assert best.best_model_path == str(tmp_path / "best.ckpt") and sorted(os.listdir(tmp_path)) == ["best.ckpt"]
     assert torch.load(best.best_model_path, weights_only=False)["epoch"] == 3  # Lightning's own keeps epoch 1
 
 
-@pytest.mark.parametrize("accumulate,epoch,global_step,expected", [
-    (1, 1, 13, (1, 3)),   # 10 steps an epoch: 3 batches into epoch 1
-    (4, 1, 4, (1, 4)),    # 10 batches, 4 per step: 3 steps an epoch (the last one on 2 batches)
-    (4, 1, 5, (1, 8)),
-    (4, 1, 3, None),      # the end of epoch 0: epoch 1 starts from its beginning
-    (4, 2, 6, None),
-])
+@pytest.mark.parametrize(
+    "accumulate,epoch,global_step,expected",
+    [
+        (1, 1, 13, (1, 3)),  # 10 steps an epoch: 3 batches into epoch 1
+        (4, 1, 4, (1, 4)),  # 10 batches, 4 per step: 3 steps an epoch (the last one on 2 batches)
+        (4, 1, 5, (1, 8)),
+        (4, 1, 3, None),  # the end of epoch 0: epoch 1 starts from its beginning
+        (4, 2, 6, None),
+    ],
+)
 def test_resume_point_counts_the_short_last_step_of_an_accumulating_epoch(accumulate, epoch, global_step, expected):
     from asr.config import DataConfig
     from asr.data.loader import SpeechDataModule

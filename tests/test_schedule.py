@@ -1,4 +1,5 @@
 """The LR schedule: warm-up, cosine or linear decay by steps, and decay that follows trainer.max_time."""
+
 import math
 from types import SimpleNamespace
 
@@ -62,9 +63,17 @@ class _Tiny(pl.LightningModule):
 
 def test_a_run_stopped_by_max_time_ends_at_the_final_lr(tmp_path):
     module = _Tiny()
-    trainer = pl.Trainer(max_time={"seconds": 2}, max_epochs=-1, callbacks=[FollowTimeBudget()],
-                         accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_time={"seconds": 2},
+        max_epochs=-1,
+        callbacks=[FollowTimeBudget()],
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module)
     lrs = module.lrs[5:]  # after warm-up
     assert len(lrs) > 50, "the time budget should allow many tiny steps"
@@ -72,12 +81,22 @@ def test_a_run_stopped_by_max_time_ends_at_the_final_lr(tmp_path):
     assert lrs[len(lrs) // 2] > 0.2  # and it decayed gradually, not at once
     assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:]))
     # Lightning's own message would name max_epochs; ours says the clock stopped it, and where.
-    assert how_it_ended(trainer) == f"training ended at step {trainer.global_step:,}, stopped by trainer.max_time after 0 min 02 s"
+    assert (
+        how_it_ended(trainer)
+        == f"training ended at step {trainer.global_step:,}, stopped by trainer.max_time after 0 min 02 s"
+    )
 
 
 def test_the_end_line_says_steps_without_a_clock(tmp_path):
-    trainer = pl.Trainer(max_steps=7, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_steps=7,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(_Tiny())
     assert how_it_ended(trainer) == "training ended at step 7 of 7"
 

@@ -1,4 +1,5 @@
 """WebDataset shards: written from a manifest, streamed back with equal step counts per rank."""
+
 import pytest
 
 from asr.data.batching import usable_rows
@@ -47,10 +48,12 @@ def test_ranks_stream_equal_step_counts_from_disjoint_shards(shards, tiny_corpus
 @pytest.mark.slow
 def test_training_streams_from_shards(shards, tiny_corpus, tmp_path, run_cli):
     config = tmp_path / "c.yaml"
-    config.write_text(f"out_dir: {tmp_path / 'run'}\n"
-                      f"data: {{train: {shards}, val: {tiny_corpus[1]['train']}, max_batch_seconds: 6, num_workers: 0}}\n"
-                      "model: {hidden: 32, layers: 1}\n"
-                      "trainer: {max_epochs: 2, enable_progress_bar: false, accelerator: cpu, log_every_n_steps: 1}\n")
+    config.write_text(
+        f"out_dir: {tmp_path / 'run'}\n"
+        f"data: {{train: {shards}, val: {tiny_corpus[1]['train']}, max_batch_seconds: 6, num_workers: 0}}\n"
+        "model: {hidden: 32, layers: 1}\n"
+        "trainer: {max_epochs: 2, enable_progress_bar: false, accelerator: cpu, log_every_n_steps: 1}\n"
+    )
     code, out, err = run_cli("train", "--config", config)
     assert code == 0, err
     import torch
@@ -83,11 +86,17 @@ def test_shards_without_one_usable_utterance_fail_instead_of_looping_for_ever(tm
 
     with wds.TarWriter(str(tmp_path / "shard-000000.tar")) as sink:
         for i in range(3):
-            sink.write({"__key__": f"u{i}", "flac": b"not audio" * 10,
-                        "json": {"id": f"u{i}", "text": "HELLO", "duration": 1.0}})
+            sink.write(
+                {
+                    "__key__": f"u{i}",
+                    "flac": b"not audio" * 10,
+                    "json": {"id": f"u{i}", "text": "HELLO", "duration": 1.0},
+                }
+            )
     index = tmp_path / "shards.json"
-    index.write_text(json.dumps({"shards": [{"url": "shard-000000.tar", "utterances": 3, "seconds": 3.0,
-                                             "durations": [1.0] * 3}]}))
+    index.write_text(
+        json.dumps({"shards": [{"url": "shard-000000.tar", "utterances": 3, "seconds": 3.0, "durations": [1.0] * 3}]})
+    )
     with pytest.raises(ASRError, match="shard-000000.tar: no usable utterance in these shards"):
         list(stream(str(index), 0, 1))
 
@@ -141,8 +150,9 @@ def test_bad_audio_in_a_shard_is_skipped_with_load_audio_messages(tmp_path, capl
         for key, audio in (("ok", good), ("nan", nan), ("short", good[:100])):
             sink.write({"__key__": key, "wav": flac(audio), "json": {"id": key, "text": "HI", "duration": 1.0}})
     index = tmp_path / "shards.json"
-    index.write_text(json.dumps({"shards": [{"url": "shard-000000.tar", "utterances": 3, "seconds": 3.0,
-                                             "durations": [1.0] * 3}]}))
+    index.write_text(
+        json.dumps({"shards": [{"url": "shard-000000.tar", "utterances": 3, "seconds": 3.0, "durations": [1.0] * 3}]})
+    )
     with caplog.at_level(logging.WARNING, logger="asr"):
         ids = {i for b in stream(str(index), 0, 1) for i in b["ids"]}
     assert ids == {"ok"}

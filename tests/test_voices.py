@@ -1,5 +1,6 @@
 """Extra synthetic voices (asr.data.voices): audio shape and level, determinism, prosody. Engines that
 are not installed (piper-tts and a voice wheel; Debian's flite or festival) are skipped."""
+
 import functools
 import struct
 
@@ -47,8 +48,9 @@ def test_same_seed_same_audio(voice):
     assert len(a) != len(c) or not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("voice", ["piper:joe", "flite:slt", "flite:rms", "festival:kal_diphone",
-                                   "festival:cmu_us_slt_arctic_hts"])
+@pytest.mark.parametrize(
+    "voice", ["piper:joe", "flite:slt", "flite:rms", "festival:kal_diphone", "festival:cmu_us_slt_arctic_hts"]
+)
 def test_slower_is_longer(voice):
     _need(voice)
     key = "length_scale" if voice.startswith("piper:") else "stretch"

@@ -7,6 +7,7 @@ lengths never change, so the transcript's alignment to the audio holds. Each dra
 utterances (`prob`) from torch's global generator: a seeded run draws the same augmentation. Lossy codecs
 are too slow to run per step on a CPU and are applied at synthesis instead (asr.data.synth).
 """
+
 import math
 
 import numpy as np
@@ -36,8 +37,10 @@ def _power(audio: torch.Tensor, mask: torch.Tensor, audio_lens: torch.Tensor) ->
 
 # ---------------------------------------------------------------------------------------------- rooms
 
-def room_impulse_responses(count: int, seed: int = 0, rt60=(0.2, 0.8), distance=(0.5, 3.0),
-                           sample_rate: int = SAMPLE_RATE, max_order: int = 30) -> torch.Tensor:
+
+def room_impulse_responses(
+    count: int, seed: int = 0, rt60=(0.2, 0.8), distance=(0.5, 3.0), sample_rate: int = SAMPLE_RATE, max_order: int = 30
+) -> torch.Tensor:
     """`count` impulse responses of random shoebox rooms (pyroomacoustics' image source method), each
     normalised to a direct path of 1 at index 0: (count, L) float32, L = the longest one.
 
@@ -49,15 +52,19 @@ def room_impulse_responses(count: int, seed: int = 0, rt60=(0.2, 0.8), distance=
     import pyroomacoustics as pra
 
     if count < 1 or not 0 < rt60[0] <= rt60[1] or not 0 < distance[0] <= distance[1]:
-        raise ASRError(f"features.reverb: need rooms >= 1 and ranges 0 < low <= high; got rooms {count}, "
-                       f"rt60 {list(rt60)}, distance {list(distance)}")
+        raise ASRError(
+            f"features.reverb: need rooms >= 1 and ranges 0 < low <= high; got rooms {count}, "
+            f"rt60 {list(rt60)}, distance {list(distance)}"
+        )
     rng = np.random.default_rng([seed, 7])
     rirs, tries = [], 0
     while len(rirs) < count:
         tries += 1
         if tries > 50 * count:
-            raise ASRError(f"features.reverb: no room of 3x3x2.4 to 10x8x4 m gives an RT60 in {list(rt60)} s with "
-                           f"a talker {list(distance)} m from the microphone; widen the ranges")
+            raise ASRError(
+                f"features.reverb: no room of 3x3x2.4 to 10x8x4 m gives an RT60 in {list(rt60)} s with "
+                f"a talker {list(distance)} m from the microphone; widen the ranges"
+            )
         dims = rng.uniform([3.0, 3.0, 2.4], [10.0, 8.0, 4.0])
         try:
             absorption, order = pra.inverse_sabine(rng.uniform(*rt60), dims)
@@ -68,8 +75,7 @@ def room_impulse_responses(count: int, seed: int = 0, rt60=(0.2, 0.8), distance=
         source = mic + direction / np.linalg.norm(direction) * rng.uniform(*distance)
         if np.any(source < 0.3) or np.any(source > dims - 0.3):
             continue  # outside the room (or against a wall): draw another
-        room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(absorption),
-                           max_order=min(order, max_order))
+        room = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(absorption), max_order=min(order, max_order))
         room.add_source(source)
         room.add_microphone(mic)
         room.compute_rir()
@@ -110,6 +116,7 @@ class Reverb(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- noises
+
 
 def coloured_noise(batch: int, samples: int, exponent: torch.Tensor, device) -> torch.Tensor:
     """(B, S) Gaussian noise whose power falls as 1/f**exponent (B,): 0 white, 1 pink, 2 brown."""
@@ -165,7 +172,9 @@ class AddNoise(nn.Module):
             raise ValueError(f"noise kinds must be some of {', '.join(NOISE_KINDS)}; got {list(kinds)}")
         self.snr_db, self.prob, self.kinds = tuple(snr_db), prob, tuple(kinds)
 
-    def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, snr_db: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, audio: torch.Tensor, audio_lens: torch.Tensor, snr_db: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, S), (B,) -> (B, S). `snr_db` (B,) fixes the SNR (tests); else it is drawn."""
         if not self.training or self.prob <= 0:
             return audio
@@ -180,16 +189,21 @@ class AddNoise(nn.Module):
         for name in ("hum", "babble"):
             some = (kind == self.kinds.index(name)).nonzero().squeeze(1) if name in self.kinds else []
             if len(some):
-                noise[some] = mains_hum(len(some), samples, device) if name == "hum" else babble(audio, audio_lens, rows[some])
+                noise[some] = (
+                    mains_hum(len(some), samples, device) if name == "hum" else babble(audio, audio_lens, rows[some])
+                )
         mask, lens = real_mask(audio[rows], audio_lens[rows]).float(), audio_lens[rows]
         snr = snr_db[rows] if snr_db is not None else torch.empty(len(rows), device=device).uniform_(*self.snr_db)
-        gain = torch.sqrt(_power(audio[rows], mask, lens) / _power(noise, mask, lens).clamp(min=1e-12) / 10 ** (snr / 10))
+        gain = torch.sqrt(
+            _power(audio[rows], mask, lens) / _power(noise, mask, lens).clamp(min=1e-12) / 10 ** (snr / 10)
+        )
         out = audio.clone()
         out[rows] = audio[rows] + (noise * gain[:, None] * mask).to(audio.dtype)
         return out
 
 
 # ------------------------------------------------------------------------------------------- channels
+
 
 def random_response(batch: int, bins: int, device, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """(B, bins) magnitude responses of random microphones and equalisers: a high-pass at 50-400 Hz, a
@@ -200,7 +214,9 @@ def random_response(batch: int, bins: int, device, sample_rate: int = SAMPLE_RAT
     response = 1 / torch.sqrt(1 + (low_cut / f.clamp(min=1)) ** 8) / torch.sqrt(1 + (f / high_cut) ** 8)
     octave = torch.log2(f.clamp(min=20) / 1000)  # octaves from 1 kHz
     centre, width, gain_db = rand(-3.5, 2.5, 3), rand(0.3, 1.5, 3), rand(-8, 8, 3)
-    bells = (gain_db[:, :, None] * torch.exp(-0.5 * ((octave[None, None, :] - centre[:, :, None]) / width[:, :, None]) ** 2)).sum(1)
+    bells = (
+        gain_db[:, :, None] * torch.exp(-0.5 * ((octave[None, None, :] - centre[:, :, None]) / width[:, :, None]) ** 2)
+    ).sum(1)
     return response * 10 ** (bells / 20)
 
 

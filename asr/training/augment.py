@@ -1,6 +1,7 @@
 """Training-only augmentation on the device: rooms, noises and channels on the waveform (asr.training.acoustics),
 VTLP on the log-mel, SpecAugment on the normalised features. `Augmentation` plugs into the inference model's
 input chain (asr.features.Frontend) at those three points; the inference model itself never holds any of it."""
+
 import math
 
 import torch
@@ -17,8 +18,9 @@ class Augmentation(nn.Module):
     def __init__(self, features: FeaturesConfig, seed: int = 0):
         super().__init__()
         room = features.reverb
-        rirs = (room_impulse_responses(room.rooms, seed, room.rt60, room.distance) if room.prob > 0
-                else torch.zeros(0, 1))
+        rirs = (
+            room_impulse_responses(room.rooms, seed, room.rt60, room.distance) if room.prob > 0 else torch.zeros(0, 1)
+        )
         self.reverb = Reverb(rirs, room.prob)
         self.noise = AddNoise(features.noise.snr_db, features.noise.prob, features.noise.kinds)
         self.channel = Channel(features.channel.prob, features.channel.telephone, features.channel.clip)
@@ -112,8 +114,12 @@ class SpecAugment(nn.Module):
         batch, frames, bins = feats.shape
         keep = torch.ones_like(feats, dtype=torch.bool)
         for _ in range(self.freq_masks):
-            keep &= ~self._band(batch, bins, torch.full((batch,), bins, device=feats.device),
-                                torch.full((batch,), self.freq_width, device=feats.device)).unsqueeze(1)
+            keep &= ~self._band(
+                batch,
+                bins,
+                torch.full((batch,), bins, device=feats.device),
+                torch.full((batch,), self.freq_width, device=feats.device),
+            ).unsqueeze(1)
         widths = (lengths.float() * self.time_width).long().clamp(min=1)
         for _ in range(self.time_masks):
             keep &= ~self._band(batch, frames, lengths, widths).unsqueeze(2)

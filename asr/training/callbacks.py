@@ -1,5 +1,6 @@
 """Lightning callbacks and the checkpoint writer of `asr train`: best.ckpt by validation WER, last.ckpt
 for resuming, the LR decay that follows a time budget, the epoch of streamed shards."""
+
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -48,8 +49,9 @@ class LastCheckpoint(pl.Callback):
         new_weights = trainer.global_step != getattr(self, "_saved", -1)
         self._saved = trainer.global_step
         if self.keep_last and new_weights and trainer.is_global_zero:
-            write_checkpoint(snapshot_path(self.run, trainer.global_step), module.model, module.tokenizer,
-                             module.config.to_dict())
+            write_checkpoint(
+                snapshot_path(self.run, trainer.global_step), module.model, module.tokenizer, module.config.to_dict()
+            )
             for old in snapshots(self.run)[: -self.keep_last]:
                 old.unlink()
 

@@ -1,6 +1,7 @@
 """The LightningModule: wraps the inference model (asr.model.ASRModel) and adds what only training needs:
 augmentation, the CTC losses (with the character head of hierarchical CTC), the optimiser and its
 schedule, the NaN guard, and validation WER."""
+
 import math
 import random
 
@@ -28,8 +29,11 @@ def model_dims(config: Config, vocab_size: int) -> ModelDims:
     """The run config -> the model's description: each ModelDims field from the features or model section
     that names it, the vocabulary from the tokenizer, the character head's from CHAR_CTC_CHARS."""
     sections = (config.features, config.model)
-    values = {name: getattr(next(s for s in sections if hasattr(s, name)), name)
-              for name in ModelDims.field_names() if name not in ("vocab_size", "char_vocab_size")}
+    values = {
+        name: getattr(next(s for s in sections if hasattr(s, name)), name)
+        for name in ModelDims.field_names()
+        if name not in ("vocab_size", "char_vocab_size")
+    }
     chars = CharTokenizer(CHAR_CTC_CHARS).vocab_size if config.model.char_ctc_layer else 0
     return ModelDims(vocab_size=vocab_size, char_vocab_size=chars, **values)
 
@@ -57,13 +61,13 @@ class CTCModule(pl.LightningModule):
 
     def forward(self, audio: torch.Tensor, audio_lens: torch.Tensor, with_char_logits: bool = False):
         """(B, S) waveforms, (B,) sample counts -> the model's logits (augmented while training)."""
-        return self.model(audio, audio_lens, augment=self.augment if self.training else None,
-                          with_char_logits=with_char_logits)
+        return self.model(
+            audio, audio_lens, augment=self.augment if self.training else None, with_char_logits=with_char_logits
+        )
 
     def ctc_loss(self, logits, out_lens, targets, target_lens):
         log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T', B, V), fp32 for CTC
-        return F.ctc_loss(log_probs, targets, out_lens, target_lens, blank=BLANK,
-                          reduction="mean", zero_infinity=True)
+        return F.ctc_loss(log_probs, targets, out_lens, target_lens, blank=BLANK, reduction="mean", zero_infinity=True)
 
     def on_train_epoch_start(self):
         self._epoch_batches = torch.zeros(2, device=self.device)
@@ -92,8 +96,10 @@ class CTCModule(pl.LightningModule):
         """Normalised texts -> the character head's padded targets (B, L) and lengths (B,). Characters
         it lacks are left out: the head is a training aid, never decoded."""
         chars = self.char_tokenizer.chars
-        ids = [torch.tensor(self.char_tokenizer.encode("".join(c for c in text if c in chars)), dtype=torch.long)
-               for text in texts]
+        ids = [
+            torch.tensor(self.char_tokenizer.encode("".join(c for c in text if c in chars)), dtype=torch.long)
+            for text in texts
+        ]
         lens = torch.tensor([len(row) for row in ids], dtype=torch.long)
         targets = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)  # (B, L), zero-padded
         # Not blocking: a blocking copy to the GPU waits for the forward pass queued before it.
@@ -157,12 +163,17 @@ class CTCModule(pl.LightningModule):
             f"training stopped at step {self.global_step}: {in_a_row} steps in a row had a non-finite "
             f"loss or gradient ({self.skipped_steps} in all). Likely causes: a learning rate too high "
             f"(optim.lr={self.config.optim.lr}), labels longer than the subsampled frames, or audio with "
-            f"NaN/inf samples. The last good weights are in checkpoints/last.ckpt")
+            f"NaN/inf samples. The last good weights are in checkpoints/last.ckpt"
+        )
 
     def on_save_checkpoint(self, checkpoint):
         # Plain data only, so checkpoints load with torch.load(weights_only=True).
-        checkpoint["asr"] = {"format": FORMAT_VERSION, "dims": self.model.dims.to_dict(),
-                             "tokenizer": self.tokenizer.to_dict(), "config": self.config.to_dict()}
+        checkpoint["asr"] = {
+            "format": FORMAT_VERSION,
+            "dims": self.model.dims.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "config": self.config.to_dict(),
+        }
         # Random generators (SpecAugment masks, dropout, speed perturbation), so a resumed run draws
         # what the uninterrupted one would have drawn.
         checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": _plain(random.getstate())}
@@ -195,14 +206,18 @@ class CTCModule(pl.LightningModule):
         """A whole epoch without one readable file is a failed run, not a model: stop and say so."""
         run, readable = self.trainer.strategy.reduce(self._epoch_batches, reduce_op="sum").tolist()  # all ranks
         if run and not readable:
-            raise ASRError(f"{self.config.data.train}: no training audio could be read in epoch "
-                           f"{self.current_epoch} ({int(run)} batches, every file failed; see the messages above)")
+            raise ASRError(
+                f"{self.config.data.train}: no training audio could be read in epoch "
+                f"{self.current_epoch} ({int(run)} batches, every file failed; see the messages above)"
+            )
 
     def on_validation_epoch_end(self):
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")  # all ranks' counts
         if sums[1] == 0 and not self.trainer.sanity_checking:  # a WER of 0/0 would pass for a perfect score
-            raise ASRError(f"{self.config.data.val}: no validation utterance could be scored (every file "
-                           f"failed to load or had an empty transcript; see the messages above)")
+            raise ASRError(
+                f"{self.config.data.val}: no validation utterance could be scored (every file "
+                f"failed to load or had an empty transcript; see the messages above)"
+            )
         self.log("val_wer", (sums[0] / sums[1].clamp(min=1)).float(), prog_bar=True)
         self.log("val_cer", (sums[2] / sums[3].clamp(min=1)).float())
 
@@ -213,8 +228,9 @@ class CTCModule(pl.LightningModule):
         # GradScaler would read its flag on the host before any other optimizer's step. Lightning allows it
         # under 16-mixed: it only refuses to clip for a fused optimizer (MixedPrecision.clip_gradients,
         # pytorch_lightning/plugins/precision/amp.py), and this module clips, after unscaling itself.
-        optimizer = torch.optim.AdamW(self.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.98),
-                                      weight_decay=opt_cfg.weight_decay, fused=True)
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=opt_cfg.lr, betas=(0.9, 0.98), weight_decay=opt_cfg.weight_decay, fused=True
+        )
 
         def keep_fused(opt):  # a resumed checkpoint's param groups carry the flag they were saved with,
             for group in opt.param_groups:  # and an unfused one's step counts sit on the CPU: the fused
@@ -265,5 +281,3 @@ class WarmupDecay:
         progress = min(1.0, max(progress, self.time_progress))
         left = 1 - progress if self.shape == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
         return self.final + (1 - self.final) * left
-
-

@@ -1,4 +1,5 @@
 """`asr train`: build the tokenizer, data, module and Lightning Trainer from a config, then fit."""
+
 import logging
 import math
 from pathlib import Path
@@ -32,13 +33,21 @@ def build_trainer(config: Config, out_dir: Path) -> pl.Trainer:
         logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
     else:
         logger = pl.loggers.CSVLogger(out_dir, name="logs")
-    best = BestCheckpoint(dirpath=checkpoint_dir(out_dir), filename="best", monitor="val_wer", mode="min", save_top_k=1,
-                          auto_insert_metric_name=False)
+    best = BestCheckpoint(
+        dirpath=checkpoint_dir(out_dir),
+        filename="best",
+        monitor="val_wer",
+        mode="min",
+        save_top_k=1,
+        auto_insert_metric_name=False,
+    )
     last = LastCheckpoint(out_dir, config.checkpoint.last_every_n_steps, config.checkpoint.keep_last)
     callbacks = [best, last, StreamEpoch(), FollowTimeBudget(), LearningRateMonitor("step")]
     try:
         return pl.Trainer(
-            default_root_dir=out_dir, logger=logger, callbacks=callbacks,
+            default_root_dir=out_dir,
+            logger=logger,
+            callbacks=callbacks,
             plugins=[AtomicCheckpointIO()],  # a kill mid-write never leaves a torn checkpoint
             use_distributed_sampler=False,  # our duration sampler splits batches across ranks itself
             **trainer_cfg,
@@ -64,16 +73,22 @@ def train(config: Config, resume: bool = False) -> Path:
         module = pretrained_module(config)
     else:
         module = CTCModule(config, make_tokenizer(config))
-    data = SpeechDataModule(config.data, module.tokenizer, module.model.network.subsample.output_lengths,
-                            seed=config.seed)
+    data = SpeechDataModule(
+        config.data, module.tokenizer, module.model.network.subsample.output_lengths, seed=config.seed
+    )
     if config.trainer.get("precision") == "auto":  # decided once, then saved in config.yaml and every checkpoint
         data.setup("fit")
         rows = data.train_rows  # None when streaming shards: no durations at hand, demo-like batches stand in
-        shapes = (probe_batches([r["duration"] for r in rows], config.data.max_batch_seconds,
-                                multiple=config.data.batch_multiple) if rows
-                  else [(6, 250 + 30 * k) for k in range(8)])
-        resolve_precision(config, lambda bf16: model_step_seconds(module.model.network, config.features.n_mels,
-                                                                  shapes, bf16))
+        shapes = (
+            probe_batches(
+                [r["duration"] for r in rows], config.data.max_batch_seconds, multiple=config.data.batch_multiple
+            )
+            if rows
+            else [(6, 250 + 30 * k) for k in range(8)]
+        )
+        resolve_precision(
+            config, lambda bf16: model_step_seconds(module.model.network, config.features.n_mels, shapes, bf16)
+        )
     resolve_precision(config)  # a bf16 this CPU cannot run becomes fp32 before config.yaml records the run
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -148,8 +163,11 @@ def adopt_checkpoint_model(config: Config, path, info: dict) -> None:
 def saved_config(path, info: dict) -> Config:
     """The run config inside a checkpoint written by `asr train` (fine-tuning and resuming need it)."""
     if not info.get("config"):
-        raise file_error(path, "holds no training config (not written by `asr train`): it can be loaded "
-                               "for inference, not fine-tuned or resumed")
+        raise file_error(
+            path,
+            "holds no training config (not written by `asr train`): it can be loaded "
+            "for inference, not fine-tuned or resumed",
+        )
     try:
         return Config.from_dict(info["config"])
     except ASRError as e:
