@@ -35,6 +35,41 @@ def test_epochs_shuffle_batch_order_deterministically():
     assert list(a) != first and sorted(map(tuple, list(a))) == sorted(map(tuple, first))
 
 
+def test_lightning_tells_the_batch_sampler_each_epoch(tmp_path):
+    """DurationBatchSampler exposes itself as `sampler` because Lightning (2.6) calls set_epoch on a loader's
+    `sampler` and `batch_sampler.sampler` only: this fails on a release that stops, and shuffling would freeze."""
+    import pytorch_lightning as pl
+
+    sampler = DurationBatchSampler([1.0] * 6, 2.0, seed=0)
+    seen = []
+
+    class Probe(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            seen.append((self.current_epoch, sampler.epoch))
+            return (self.w - 1).pow(2).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(list(range(6)), batch_sampler=sampler)
+
+    pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    ).fit(Probe())
+    assert seen and all(epoch == sampler_epoch for epoch, sampler_epoch in seen) and seen[-1][0] == 2
+
+
 def test_ranks_get_disjoint_batches_and_equal_step_counts():
     durations = [float(i % 23 + 1) for i in range(403)]
     ranks = [DurationBatchSampler(durations, 50, seed=0, num_replicas=3, rank=r) for r in range(3)]

@@ -33,7 +33,7 @@ def test_gradients_above_the_limit_are_scaled_down_to_it_and_others_left_alone()
         for p in module.parameters():
             p.grad = torch.randn_like(p) * scale
         before = [p.grad.clone() for p in module.parameters()]
-        module.on_before_optimizer_step(None)
+        module.on_before_optimizer_step(torch.optim.SGD(module.parameters(), lr=0.1))  # unfused
         after = [p.grad for p in module.parameters()]
         if expected is None:
             assert all(torch.equal(a, b) for a, b in zip(after, before))
@@ -72,7 +72,9 @@ def batches(tokenizer, n=3):
 )
 def test_fused_adamw_in_every_precision_steps_on_true_clipped_gradients(precision, tmp_path):
     """16-mixed: Lightning leaves a fused optimizer's fp16 gradients scaled (x65,536) for its step to
-    unscale. CTCModule unscales them before clipping, so the step must get them true, with no scale."""
+    unscale. CTCModule unscales them before clipping, so the step must get them true, with no scale.
+    This pins Lightning 2.6's MixedPrecision.optimizer_step (no unscaling for a fused optimizer, no clipping
+    by Lightning), on which CTCModule.on_before_optimizer_step relies: it fails on a release that changes it."""
     module = tiny_module()
     seen = []  # (true gradient norm as the hook receives the gradients, norm after it)
     at_step = []  # (the loss scale GradScaler hands the fused step, the gradient norm it steps on)
@@ -127,7 +129,9 @@ def test_resuming_a_checkpoint_saved_unfused_keeps_this_runs_fused_optimizer():
 
 
 def test_a_non_finite_step_leaves_the_weights_and_adamw_state_as_they_were():
-    """The fused AdamW skips the step itself (found_inf), without the host reading the gradients."""
+    """The fused AdamW skips the step itself (found_inf), without the host reading the gradients. This pins
+    torch 2.14's fused optimizers reading `optimizer.found_inf` (GradScaler's protocol, which CTCModule also uses
+    without a scaler): it fails on a release that stops."""
     module = tiny_module()
     module.log = lambda *a, **k: None  # outside a Trainer
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-2, fused=True)

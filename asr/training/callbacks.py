@@ -4,8 +4,8 @@ for resuming, the LR decay that follows a time budget, the epoch of streamed sha
 from pathlib import Path
 
 import pytorch_lightning as pl
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 from asr.checkpoint import save_atomically, write_checkpoint
 from asr.runs import last_checkpoint, snapshot_path, snapshots
@@ -18,7 +18,7 @@ class BestCheckpoint(ModelCheckpoint):
     earlier: on FSDD, whose dev speakers are seen in training, dev WER reaches 0% around epoch 60 of 100
     and best.ckpt was then the first 0% model, not the finished one.)"""
 
-    def check_monitor_top_k(self, trainer, current=None):
+    def check_monitor_top_k(self, trainer, current=None):  # public ModelCheckpoint API; tests/test_resume.py pins it
         if current is None or self.save_top_k != 1 or not self.best_k_models:
             return super().check_monitor_top_k(trainer, current)
         tied = bool(current == self.best_k_models[self.kth_best_model_path])

@@ -113,14 +113,15 @@ class CTCModule(pl.LightningModule):
         its own step, on the device, when `optimizer.found_inf` is 1: the flag GradScaler hands it under
         16-mixed. Any other optimizer is skipped from the host, at the price of one sync per step."""
         params = [p for p in self.parameters() if p.grad is not None]
-        scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
+        scaler = self.loss_scaler()
         if not params or (scaler is not None and not self._backward_ran):  # Lightning runs no step then
             return
-        takes_found_inf = getattr(optimizer, "_step_supports_amp_scaling", False)  # fused: reads found_inf
+        # A fused torch optimizer reads `found_inf` and skips its step on the device (tests/test_optimizer.py pins it)
+        takes_found_inf = all(group.get("fused") for group in optimizer.param_groups)
         if scaler is not None and takes_found_inf:
-            # Lightning leaves the unscaling to a fused optimizer's own step (pytorch_lightning/plugins/
-            # precision/amp.py, MixedPrecision.optimizer_step), after this hook: clipping must see true
-            # gradients, so unscale here. scaler.step then hands the step no scale, only found_inf.
+            # Lightning leaves the unscaling to a fused optimizer's own step (MixedPrecision.optimizer_step),
+            # after this hook: clipping must see true gradients, so unscale here (tests/test_optimizer.py pins
+            # it). scaler.step then hands the step no scale, only found_inf.
             scaler.unscale_(optimizer)
         norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         non_finite = (~torch.isfinite(norm)).float()  # () 1.0 or 0.0
@@ -133,6 +134,15 @@ class CTCModule(pl.LightningModule):
         elif non_finite.item():
             for p in self.parameters():
                 p.grad = None  # AdamW leaves weights without gradients alone
+
+    def loss_scaler(self):
+        """The GradScaler of Lightning's 16-mixed precision plugin, or None: other precisions, or a module
+        driven without a Trainer (benchmarks, tests)."""
+        try:
+            plugin = self.trainer.precision_plugin
+        except RuntimeError:  # not attached to a Trainer
+            return None
+        return getattr(plugin, "scaler", None)
 
     @property
     def skipped_steps(self) -> int:
