@@ -7,7 +7,8 @@ drawn from a gamma fit) and random transcripts of letters and spaces at 15 chara
 audio is noise. Speed does not depend on what is said, only on shapes, so this measures exactly the
 training step.
 
-- optimized: what `asr train` runs, step for step: duration-bucketed batches (`DurationBatchSampler`,
+- optimized: what `asr train` runs (asr.training.step.manual_step, checked against Lightning's own loop by
+  tests/test_optimizer.py): duration-bucketed batches (`DurationBatchSampler`,
   the config's max_batch_seconds) made by the loader's `collate`, raw waveforms to the device (pinned,
   non-blocking), `CTCModule.training_step` (log-mel + CMVN + SpecAugment on the device, the
   padding-exact BiLSTM, CTC in fp32, the character head's loss where the config has one) under the
@@ -23,7 +24,7 @@ training step.
 
 Reported per path: audio seconds trained per wall second (x real time), utterances/s, share of padded
 frames, utterances per batch and the share of batches whose size is a multiple of 8, peak GPU memory,
-and achieved TFLOP/s with FLOPs counted as:
+and achieved TFLOP/s with FLOPs counted by ASRModel.training_flops:
 LSTM, per output frame, layer and direction: 2 * 4 * H * (D_in + H) for the forward pass (D_in: the
 subsampler's output for layer 1, then 2H, or H with summed directions); the output projections
 2 * D * V (and 2 * D * C for a character head); training = 3x forward (backward ~ 2x forward). Padded
@@ -51,6 +52,7 @@ from asr.features import LogMel, normalize_features, num_frames  # noqa: E402
 from asr.text import BLANK, CharTokenizer  # noqa: E402
 from asr.training.module import CTCModule  # noqa: E402
 from asr.training.precision import auto_precision, model_step_seconds, probe_batches  # noqa: E402
+from asr.training.step import manual_step  # noqa: E402
 
 SAMPLE_RATE = 16000
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense fp16/bf16 tensor-core peaks (NVIDIA specs)
@@ -63,18 +65,6 @@ def fake_corpus(n: int, seed: int = 0, max_duration: float = 35.0):
     letters = np.array(list(CharTokenizer.DEFAULT_CHARS.replace("'", "")))
     texts = ["".join(rng.choice(letters, max(1, int(d * 15)))).strip() or "A" for d in durations]
     return durations.tolist(), texts
-
-
-def useful_flops(module: CTCModule, out_frames: int, char_head: bool) -> float:
-    """Training FLOPs of `out_frames` real (unpadded) output frames, by the formula in the docstring."""
-    model = module.model.network
-    per_frame = 0
-    for layer in model.lstm:
-        for lstm in (layer.fwd, layer.bwd):
-            per_frame += 2 * 4 * lstm.hidden_size * (lstm.input_size + lstm.hidden_size)
-    for head in (model.proj, model.char_proj if char_head else None):
-        per_frame += 2 * head.in_features * head.out_features if head is not None else 0
-    return 3.0 * per_frame * out_frames
 
 
 class PackedBiLSTM(nn.Module):
@@ -167,32 +157,11 @@ def loader(dataset, batches, collate_fn, workers, device):
     )
 
 
-def to_device(batch, device):
-    """What Lightning's batch transfer does: tensors to the device, asynchronously from pinned memory."""
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
 def optimized_step(config, device, precision):
-    """-> (CTCModule on `device`, step(batch)): one training step on a host batch from `collate`, as
-    `asr train` runs it under Lightning's automatic optimisation in `precision`."""
+    """-> (CTCModule on `device`, step(batch)): asr.training.step.manual_step, the training step as Lightning's
+    automatic optimisation runs it in `precision` (tests/test_optimizer.py checks it against Trainer.fit)."""
     module = CTCModule(config, Vocabulary(config)).to(device).train()
-    module.log = lambda *args, **kwargs: None  # no Trainer here to log to
-    opt = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=True)  # as CTCModule.configure_optimizers
-    dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
-    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
-
-    def step(batch):
-        with autocast:
-            loss = module.training_step(to_device(batch, device), 0)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)  # what CTCModule's hook does under Lightning's 16-mixed (no-op otherwise)
-        module.on_before_optimizer_step(opt)  # the NaN check and gradient clipping, on the device
-        scaler.step(opt)
-        scaler.update()
-
-    return module, step
+    return module, manual_step(module, precision)
 
 
 def run_optimized(config, durations, texts, device, seconds, precision):
@@ -296,7 +265,7 @@ def benchmark(config, device, seconds: float, utterances: int = 4000) -> dict:
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
     for path in ("optimized", "baseline"):
         r = results[path]
-        r["tflops"] = useful_flops(module, r["out_frames_per_s"], char_head=path == "optimized") / 1e12
+        r["tflops"] = module.model.training_flops(r["out_frames_per_s"], with_char_head=path == "optimized") / 1e12
         r["share_of_peak"] = r["tflops"] / peak if peak else None
     results["speedup"] = results["optimized"]["x_real_time"] / results["baseline"]["x_real_time"]
     return results

@@ -181,8 +181,6 @@ def bench_train(ctx):
 def step_shapes(ctx):
     """A training step per batch shape, ~the config's padded audio each: sizes that are and are not
     multiples of 8, and above 128 (cuDNN's persistent LSTM kernel: fp16, batch % 8 == 0, <= 128)."""
-    from bench_train import useful_flops
-
     from asr.features import num_frames
 
     torch = ctx.torch
@@ -227,7 +225,7 @@ def step_shapes(ctx):
             row.update(
                 ms=round(1000 * sec, 1),
                 x_real_time=round(size * seconds / sec, 1),
-                tflops=round(useful_flops(module, frames, char_head=False) / sec / 1e12, 2),
+                tflops=round(module.model.training_flops(frames) / sec / 1e12, 2),
                 peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1) if ctx.cuda else None,
             )
         except Exception as e:  # e.g. out of memory: this shape's error, then the next

@@ -54,8 +54,8 @@ def test_flop_count_follows_the_stated_formula():
     network = module.model.network
     h, vocab, chars, d_in = 16, network.proj.out_features, network.char_proj.out_features, 80 * 4
     lstm = 2 * (2 * 4 * h * (d_in + h)) + 2 * (2 * 4 * h * (h + h))  # two layers, two directions; summed: input H
-    assert bench.useful_flops(module, 10, char_head=False) == 3 * 10 * (lstm + 2 * h * vocab)
-    assert bench.useful_flops(module, 10, char_head=True) == 3 * 10 * (lstm + 2 * h * vocab + 2 * h * chars)
+    assert module.model.training_flops(10) == 3 * 10 * (lstm + 2 * h * vocab)
+    assert module.model.training_flops(10, with_char_head=True) == 3 * 10 * (lstm + 2 * h * vocab + 2 * h * chars)
 
 
 def test_both_paths_train_and_report_throughput():

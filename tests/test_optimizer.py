@@ -234,3 +234,34 @@ def test_16_mixed_with_accumulation_survives_a_batch_whose_every_file_failed(tmp
     with torch.backends.mkldnn.flags(enabled=False):  # oneDNN has no fp16 LSTM on CPUs
         trainer.fit(module)
     assert trainer.global_step == 2
+
+
+def test_the_benchmarks_step_leaves_the_weights_where_lightning_does(tmp_path):
+    """asr.training.step.manual_step (what the benchmarks time) against Trainer.fit: same module, same batches,
+    same fused AdamW (no schedule), three steps in fp32 -> the same weights."""
+    from asr.training.step import manual_step
+
+    def fresh():
+        torch.manual_seed(0)
+        return tiny_module()
+
+    by_hand, by_lightning = fresh(), fresh()
+    step = manual_step(by_hand)
+    for batch in batches(by_hand.tokenizer, n=3):
+        step(batch)
+    by_lightning.train_dataloader = lambda: batches(by_lightning.tokenizer, n=3)
+    by_lightning.configure_optimizers = by_lightning.make_optimizer
+    pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    ).fit(by_lightning)
+    moved = False
+    for (name, ours), theirs in zip(by_hand.named_parameters(), by_lightning.parameters()):
+        torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5, msg=name)
+        moved |= not torch.equal(ours, fresh().state_dict()[name])
+    assert moved
