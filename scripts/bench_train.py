@@ -61,10 +61,14 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense fp16/bf16 t
 def fake_corpus(n: int, seed: int = 0, max_duration: float = 35.0):
     """-> durations (s) and transcripts: random letters and spaces, 15 characters per second."""
     rng = np.random.default_rng(seed)
-    durations = np.clip(rng.gamma(4.0, 12.3 / 4.0, n), 1.0, max_duration)
+    durations = np.clip(rng.gamma(4.0, 12.3 / 4.0, n), 1.0, max_duration).tolist()
+    return durations, random_texts(durations, rng)
+
+
+def random_texts(durations, rng) -> list[str]:
+    """Random letters and spaces, 15 characters per second of each duration."""
     letters = np.array(list(CharTokenizer.DEFAULT_CHARS.replace("'", "")))
-    texts = ["".join(rng.choice(letters, max(1, int(d * 15)))).strip() or "A" for d in durations]
-    return durations.tolist(), texts
+    return ["".join(rng.choice(letters, max(1, int(d * 15)))).strip() or "A" for d in durations]
 
 
 class PackedBiLSTM(nn.Module):
@@ -116,9 +120,9 @@ class NoiseUtterances(torch.utils.data.Dataset):
 class BaselineUtterances(NoiseUtterances):
     """As simple recipes do: the log-mel of each utterance computed on the CPU in the dataset."""
 
-    def __init__(self, durations, texts, n_mels):
+    def __init__(self, durations, texts, features):
         super().__init__(durations, texts)
-        self.logmel = LogMel(n_mels)
+        self.logmel = LogMel(features.n_mels, features.dynamic_range_db)
 
     def __getitem__(self, i):
         item = super().__getitem__(i)
@@ -179,7 +183,7 @@ def run_baseline(config, durations, texts, device, seconds, per_batch):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     order = np.random.default_rng(0).permutation(len(durations)).tolist()
     batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
-    dataset = BaselineUtterances(durations, texts, config.features.n_mels)
+    dataset = BaselineUtterances(durations, texts, config.features)
     data = loader(dataset, batches, baseline_collate, config.data.num_workers, device)
 
     def step(batch):

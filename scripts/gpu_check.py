@@ -56,19 +56,13 @@ def make_batch(ctx, size: int, seconds: float) -> dict:
     """`size` utterances of `seconds` of noise with random letters at 15 a second, collated on the host
     (pinned for a GPU, as the loader does): a batch of the duration sampler's shape."""
     import numpy as np
-    from bench_train import NOISE, CharTokenizer
+    from bench_train import NoiseUtterances, random_texts
 
     from asr.data.batching import collate
 
-    chars, rng = CharTokenizer(), np.random.default_rng(size)
-    letters = np.array(list(chars.DEFAULT_CHARS.replace("'", "").replace(" ", "")))
-    texts = ["".join(rng.choice(letters, max(1, int(seconds * 15)))) for _ in range(size)]
-    batch = collate(
-        [
-            {"id": i, "audio": NOISE[: int(seconds * 16000)], "ids": chars.encode(t), "text": t}
-            for i, t in enumerate(texts)
-        ]
-    )
+    durations = [seconds] * size
+    utterances = NoiseUtterances(durations, random_texts(durations, np.random.default_rng(size)))
+    batch = collate([utterances[i] for i in range(size)])
     return {k: v.pin_memory() if ctx.cuda and hasattr(v, "pin_memory") else v for k, v in batch.items()}
 
 
