@@ -1,6 +1,7 @@
 """The `asr` command. Parses arguments, calls the library, prints. No logic of its own."""
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -106,8 +107,8 @@ def decoding_options(args):
     """--decoding FILE (if given), then the decoder flags the user gave on top of it."""
     from asr.decoding import DecodingOptions, decoding_options
 
-    given = {k: getattr(args, k) for k in ("decoder", "beam_size", "lm", "lexicon", "lm_weight", "word_score")}
-    given = {k: v for k, v in given.items() if v is not None}
+    flags = [f.name for f in dataclasses.fields(DecodingOptions) if hasattr(args, f.name)]  # add_decoder_flags'
+    given = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
     if given.get("decoder") == "greedy":  # --decoder greedy over a saved beam setting: its LM goes too
         given = {"lm": None, "lexicon": None, **given}
     return decoding_options(DecodingOptions.load(args.decoding) if args.decoding else None, **given)
