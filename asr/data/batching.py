@@ -3,6 +3,7 @@
 The manifest loader (`DurationBatchSampler`) and the shard stream (`ShardStream`) both go through here,
 and pack and pad with asr.packing as transcription does, so the rules cannot drift apart.
 """
+
 import numpy as np
 
 from asr.audio import SAMPLE_RATE
@@ -18,8 +19,14 @@ def collate(items):
     items = [it for it in items if it is not None]
     audio, audio_lens = map(torch.from_numpy, pad([it["audio"] for it in items]))
     targets, target_lens = map(torch.from_numpy, pad([it["ids"] for it in items], dtype=np.int64))
-    return {"audio": audio, "audio_lens": audio_lens, "targets": targets, "target_lens": target_lens,
-            "ids": [it["id"] for it in items], "texts": [it["text"] for it in items]}
+    return {
+        "audio": audio,
+        "audio_lens": audio_lens,
+        "targets": targets,
+        "target_lens": target_lens,
+        "ids": [it["id"] for it in items],
+        "texts": [it["text"] for it in items],
+    }
 
 
 def min_frames_for(ids: list[int]) -> int:
@@ -52,7 +59,9 @@ def usable_rows(rows, tokenizer, output_lengths, max_duration=None):
             skip(f"longer than {max_duration:g} s", row, f"{row['duration']:.1f} s")
         else:
             ids = tokenizer.encode(text)
-            frames = int(output_lengths(num_frames(int(row["duration"] * SAMPLE_RATE))))  # plain ints: no tensor per row
+            frames = int(
+                output_lengths(num_frames(int(row["duration"] * SAMPLE_RATE)))
+            )  # plain ints: no tensor per row
             if min_frames_for(ids) > frames:
                 skip("label longer than the subsampled frames", row, f"{len(ids)} tokens for {frames} frames")
             else:

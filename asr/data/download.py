@@ -4,6 +4,7 @@
 connections, and gives the final name only to a complete file whose MD5 matched (when one is known).
 `safe_extract` refuses archive members that could write outside the destination.
 """
+
 import hashlib
 import http.client
 import tarfile
@@ -102,8 +103,9 @@ def download(url, dest_path, md5=None, log=print, chunk=1 << 20, retries=5, retr
         now = part.stat().st_size if part.exists() else 0
         failures = 0 if now > before else failures + 1
         if failures > retries:
-            raise ASRError(f"{url}: download failed after {retries} retries ({problem}); "
-                           f"run again to resume from {part}")
+            raise ASRError(
+                f"{url}: download failed after {retries} retries ({problem}); run again to resume from {part}"
+            )
         log(f"{url}: connection problem ({problem}); retrying")
         time.sleep(retry_wait * max(failures, 1))
     if md5 is not None:

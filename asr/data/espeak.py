@@ -1,6 +1,7 @@
 """espeak-ng through its C API (ctypes), from the `espeakng-loader` wheel: the library and its data,
 no system install. One initialised library per process; synthesis fills module-level buffers from the
 callback, so a process speaks one sentence at a time (asr.data.synth runs each shard in its own process)."""
+
 import ctypes
 import os
 import re
@@ -15,9 +16,16 @@ class _Event(ctypes.Structure):  # espeak_EVENT in speak_lib.h (API revision 12)
     class _Id(ctypes.Union):
         _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
 
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _Id)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _Id),
+    ]
 
 
 _chunks, _word_events = [], []  # filled by the callback during one espeak_Synth call
@@ -45,8 +53,16 @@ def espeak_lib():
         if rate <= 0:
             raise ASRError("espeak-ng failed to initialise (is espeakng-loader installed?)")
         lib.espeak_SetSynthCallback(_on_audio)
-        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         _espeak = lib, rate

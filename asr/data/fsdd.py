@@ -3,6 +3,7 @@
 The split is speaker-independent: every recording of `test_speaker` is the test set, so the test
 score measures generalisation to an unseen voice (the upstream take-0..4 split shares speakers).
 """
+
 import random
 import re
 from pathlib import Path
@@ -31,11 +32,20 @@ def _rows(root: Path, log) -> list[dict]:
             skipped.append((path, "audio has no samples"))
             continue
         digit, speaker, _ = match.groups()
-        rows.append({"id": path.stem, "audio": str(path), "duration": duration,
-                     "text": DIGIT_WORDS[int(digit)], "speaker": speaker})
+        rows.append(
+            {
+                "id": path.stem,
+                "audio": str(path),
+                "duration": duration,
+                "text": DIGIT_WORDS[int(digit)],
+                "speaker": speaker,
+            }
+        )
     if skipped:
-        log(f"{root}: skipped {len(skipped)} of {len(rows) + len(skipped)} files "
-            f"(first: {skipped[0][0]}: {skipped[0][1]})")
+        log(
+            f"{root}: skipped {len(skipped)} of {len(rows) + len(skipped)} files "
+            f"(first: {skipped[0][0]}: {skipped[0][1]})"
+        )
     return rows
 
 
@@ -63,7 +73,7 @@ def prepare_fsdd(root, out_dir, *, test_speaker="theo", dev_fraction=0.1, seed=0
     # rows are sorted by file name, so the same seed picks the same dev set on every machine.
     order = list(range(len(others)))
     random.Random(seed).shuffle(order)
-    dev_idx = set(order[:round(len(others) * dev_fraction)])
+    dev_idx = set(order[: round(len(others) * dev_fraction)])
     splits = {
         "train": [r for i, r in enumerate(others) if i not in dev_idx],
         "dev": [r for i, r in enumerate(others) if i in dev_idx],

@@ -7,6 +7,7 @@ shell command written in a data file. Utterances whose audio is missing or unrea
 counted. Segments are cut out of their recordings once, into 16 kHz FLAC files, so that training,
 evaluation and shards all read one utterance per file.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,10 @@ def read_table(path: Path, fields: int = 2, allow_empty: bool = False) -> dict:
 
 def _audio_path(value: str, root: Path, scp: Path, key: str) -> Path:
     if value.endswith("|"):
-        raise ASRError(f"{scp}: {key}: piped command refused ({value!r}); asr never runs shell commands from a "
-                       "data file: decode the audio to files first (e.g. with sox) and list their paths")
+        raise ASRError(
+            f"{scp}: {key}: piped command refused ({value!r}); asr never runs shell commands from a "
+            "data file: decode the audio to files first (e.g. with sox) and list their paths"
+        )
     if " " in value or ".ark:" in value:
         raise ASRError(f"{scp}: {key}: not a file path ({value!r}); only plain audio file paths are supported")
     path = Path(value)
@@ -59,8 +62,10 @@ def read_kaldi_dir(data_dir, root=None, segments_out=None, log=print) -> list[di
     scp = data_dir / "wav.scp"
     recordings = {key: _audio_path(value, root, scp, key) for key, value in read_table(scp).items()}
     texts = read_table(data_dir / "text", allow_empty=True)
-    optional = {name: read_table(data_dir / name) if (data_dir / name).is_file() else {}
-                for name in ("utt2spk", "spk2gender", "spk2age")}
+    optional = {
+        name: read_table(data_dir / name) if (data_dir / name).is_file() else {}
+        for name in ("utt2spk", "spk2gender", "spk2age")
+    }
     has_segments = (data_dir / "segments").is_file()
     segments = read_table(data_dir / "segments", fields=4) if has_segments else None
 
@@ -84,8 +89,9 @@ def read_kaldi_dir(data_dir, root=None, segments_out=None, log=print) -> list[di
         rows.append(row)
 
     if has_segments:
-        rows = _cut_segments(rows, segments, recordings, Path(segments_out or data_dir / "segments-audio"),
-                             data_dir, skipped)
+        rows = _cut_segments(
+            rows, segments, recordings, Path(segments_out or data_dir / "segments-audio"), data_dir, skipped
+        )
     else:
         for row, (duration, bad) in zip(rows, probe_all(recordings[r["id"]] for r in rows)):
             row["audio"] = str(recordings[row["id"]])
@@ -110,14 +116,18 @@ def _cut_segments(rows, segments, recordings, out_dir: Path, data_dir: Path, ski
         try:
             start, end = float(start), float(end)
         except ValueError:
-            raise ASRError(f"{data_dir / 'segments'}: {row['id']}: start/end {start!r} {end!r} are not seconds") from None
+            raise ASRError(
+                f"{data_dir / 'segments'}: {row['id']}: start/end {start!r} {end!r} are not seconds"
+            ) from None
         by_recording.setdefault(rec, []).append((row, start, end))
     out_dir.mkdir(parents=True, exist_ok=True)
     kept = []
     for rec, parts in sorted(by_recording.items()):
         if rec not in recordings:
-            skipped += [(r["id"], data_dir / "segments", "no audio entry", f"recording {rec} is not in wav.scp")
-                        for r, _, _ in parts]
+            skipped += [
+                (r["id"], data_dir / "segments", "no audio entry", f"recording {rec} is not in wav.scp")
+                for r, _, _ in parts
+            ]
             continue
         try:
             audio = load_audio(recordings[rec])
@@ -127,14 +137,21 @@ def _cut_segments(rows, segments, recordings, out_dir: Path, data_dir: Path, ski
             continue
         for row, start, end in parts:
             lo, hi = int(round(start * SAMPLE_RATE)), int(round(end * SAMPLE_RATE)) if end > 0 else len(audio)
-            clip = audio[lo:min(hi, len(audio))]  # Kaldi's end -1 means "to the end of the recording"
+            clip = audio[lo : min(hi, len(audio))]  # Kaldi's end -1 means "to the end of the recording"
             if len(clip) < MIN_SAMPLES:
                 skipped.append((row["id"], recordings[rec], "empty segment", f"{start}-{end} s holds no audio"))
                 continue
             path = out_dir / f"{row['id']}.flac"
             sf.write(path, np.clip(clip, -1, 1), SAMPLE_RATE, format="FLAC")
-            kept.append({**row, "audio": str(path.resolve()), "duration": round(len(clip) / SAMPLE_RATE, 4),
-                         "recording": rec, "start": start})
+            kept.append(
+                {
+                    **row,
+                    "audio": str(path.resolve()),
+                    "duration": round(len(clip) / SAMPLE_RATE, 4),
+                    "recording": rec,
+                    "start": start,
+                }
+            )
     return sorted(kept, key=lambda r: r["id"])
 
 

@@ -3,6 +3,7 @@
 Layout inside every subset: SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt (one "ID TRANSCRIPT" line per
 utterance) next to SPEAKER-CHAPTER-NNNN.flac. The archives unpack to LibriSpeech/NAME/...
 """
+
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,7 @@ _MD5 = {
     "train-other-500": "d1a0fd59409feb2c614ce4d30c387708",
 }
 SUBSETS = {name: {"url": f"{BASE_URL}/{name}.tar.gz", "md5": md5} for name, md5 in _MD5.items()}
+
 
 def scan_librispeech(subset_dir, log=print) -> list[dict]:
     """Rows {id, audio, duration, text, speaker} for every transcribed utterance, sorted by id."""
@@ -52,8 +54,9 @@ def scan_librispeech(subset_dir, log=print) -> list[dict]:
         if bad:
             skipped.append((utt, audio, *bad))
         else:
-            rows.append({"id": utt, "audio": str(audio), "duration": duration, "text": text,
-                         "speaker": utt.split("-")[0]})
+            rows.append(
+                {"id": utt, "audio": str(audio), "duration": duration, "text": text, "speaker": utt.split("-")[0]}
+            )
     report_skipped(subset_dir, skipped, len(rows) + len(skipped), log)
     hours = sum(r["duration"] for r in rows) / 3600
     log(f"{subset_dir}: {len(rows)} utterances, {hours:.2f} h")
@@ -109,8 +112,10 @@ def prepare_librispeech(root, subsets, *, download=False, out_dir=None, base_url
         if name in plan:
             raise ASRError(f"{spec}: two subsets would both write {name}.jsonl")
         if official and not folder.is_dir() and not download:
-            raise ASRError(f"{folder}: LibriSpeech subset {name} not found; pass --download to fetch it "
-                           f"or point at an extracted folder")
+            raise ASRError(
+                f"{folder}: LibriSpeech subset {name} not found; pass --download to fetch it "
+                f"or point at an extracted folder"
+            )
         plan[name] = (folder, official)
     manifests = {}
     for name, (folder, official) in plan.items():

@@ -7,6 +7,7 @@ Kaldi's egs/librispeech/s5/local/download_lm.sh). librispeech-lexicon.txt change
 at least once (Kaldi lists two sizes), so it is checked against both known sizes instead of an MD5.
 The lexicon's phonemes are not used: the decoder spells each word with the model's own tokens.
 """
+
 from pathlib import Path
 
 from asr.data.download import download
@@ -36,7 +37,8 @@ def prepare_librispeech_lm(root, files=DEFAULT_FILES, base_url=BASE_URL, log=pri
         size = path.stat().st_size
         if size not in sizes:
             path.unlink()
-            raise file_error(dest, f"unexpected size {size} (expected {' or '.join(map(str, sizes))}); "
-                                   f"the download was deleted")
+            raise file_error(
+                dest, f"unexpected size {size} (expected {' or '.join(map(str, sizes))}); the download was deleted"
+            )
         out[name] = path
     return out

@@ -3,6 +3,7 @@
 The rules they share with the shard stream and transcription (which utterances are usable, how they
 are packed into batches, padding, speed perturbation) live in asr/data/batching.py.
 """
+
 import logging
 import math
 import random
@@ -15,10 +16,10 @@ from torch.utils.data import DataLoader, Dataset
 from asr.audio import load_audio
 from asr.config import DataConfig
 from asr.data.batching import collate, perturb_speed, usable_rows
-from asr.packing import pack_by_duration
 from asr.data.manifest import read_manifest
 from asr.data.shards import ShardStream, is_shard_index
 from asr.errors import ASRError
+from asr.packing import pack_by_duration
 
 log = logging.getLogger("asr")
 
@@ -78,8 +79,10 @@ class DurationBatchSampler(torch.utils.data.Sampler):
         self.num_replicas, self.rank = num_replicas, rank
         self.batches = pack_by_duration(durations, max_seconds, multiple)
         if even and len(self.batches) < num_replicas:
-            raise ASRError(f"config section 'data': {len(self.batches)} training batches cannot give each of "
-                           f"{num_replicas} processes one; lower max_batch_seconds or use fewer devices")
+            raise ASRError(
+                f"config section 'data': {len(self.batches)} training batches cannot give each of "
+                f"{num_replicas} processes one; lower max_batch_seconds or use fewer devices"
+            )
         # Uneven (validation): the ranks short of a batch get an empty one, so that every rank runs the
         # same number of steps and joins the epoch-end reductions.
         self.per_rank = len(self.batches) // num_replicas if even else math.ceil(len(self.batches) / num_replicas)
@@ -125,8 +128,10 @@ class SpeechDataModule(pl.LightningDataModule):
         self.cfg, self.tokenizer, self.output_lengths, self.seed = data_cfg, tokenizer, output_lengths, seed
         if data_cfg.cache_audio and data_cfg.num_workers:
             # Each loader process would fill a cache of its own: as many copies as workers.
-            raise ASRError("config section 'data': cache_audio keeps decoded audio in the training process; "
-                           "it needs num_workers: 0")
+            raise ASRError(
+                "config section 'data': cache_audio keeps decoded audio in the training process; "
+                "it needs num_workers: 0"
+            )
         if data_cfg.batch_multiple < 1:
             raise ASRError(f"config key 'data.batch_multiple': expected 1 (off) or more, got {data_cfg.batch_multiple}")
 
@@ -138,7 +143,9 @@ class SpeechDataModule(pl.LightningDataModule):
         if skipped:
             detail = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
             first = next(iter(examples.values()))
-            log.warning("%s: skipped %d of %d utterances (%s); first: %s", key, sum(skipped.values()), len(rows), detail, first)
+            log.warning(
+                "%s: skipped %d of %d utterances (%s); first: %s", key, sum(skipped.values()), len(rows), detail, first
+            )
         if not kept:
             raise ASRError(f"{', '.join(map(str, paths))}: no usable utterances ({detail})")
         hours = sum(r["duration"] for r in kept) / 3600
@@ -161,39 +168,72 @@ class SpeechDataModule(pl.LightningDataModule):
             kept, _, _ = usable_rows([row], self.tokenizer, self.output_lengths, self.cfg.max_duration)
             return kept[0] if kept else None
 
-        stream = ShardStream(self.cfg.train, self.tokenizer, usable, self.cfg.max_batch_seconds, seed=self.seed,
-                             rank=rank, world=world, speed_perturb=self.cfg.speed_perturb,
-                             batch_multiple=self.cfg.batch_multiple)
+        stream = ShardStream(
+            self.cfg.train,
+            self.tokenizer,
+            usable,
+            self.cfg.max_batch_seconds,
+            seed=self.seed,
+            rank=rank,
+            world=world,
+            speed_perturb=self.cfg.speed_perturb,
+            batch_multiple=self.cfg.batch_multiple,
+        )
         resume = self._resume_point(len(stream))
         if resume:
             stream.epoch, stream.resume = resume[0], resume
         workers = self.cfg.num_workers
         # Not persistent: each epoch's workers get a fresh copy of the stream with the new epoch number.
-        return ResumableLoader(stream, batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                               generator=torch.Generator().manual_seed(self.seed + rank))
+        return ResumableLoader(
+            stream,
+            batch_size=None,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator().manual_seed(self.seed + rank),
+        )
 
     def _loader(self, rows, shuffle, speed_perturb=None):
         world = self.trainer.world_size if self.trainer else 1
         rank = self.trainer.global_rank if self.trainer else 0
-        sampler = DurationBatchSampler([r["duration"] for r in rows], self.cfg.max_batch_seconds, shuffle=shuffle,
-                                       seed=self.seed, num_replicas=world, rank=rank, even=shuffle,
-                                       multiple=self.cfg.batch_multiple)
+        sampler = DurationBatchSampler(
+            [r["duration"] for r in rows],
+            self.cfg.max_batch_seconds,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            even=shuffle,
+            multiple=self.cfg.batch_multiple,
+        )
         workers = self.cfg.num_workers
         # Its own generator: every iter() of a DataLoader draws a worker seed, and from the global RNG
         # that draw would shift SpecAugment's and dropout's random streams after a resume.
         generator = torch.Generator().manual_seed(self.seed + rank)
         dataset = SpeechDataset(rows, speed_perturb, cache=self.cfg.cache_audio)
-        return ResumableLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                               num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
-                               generator=generator)
+        return ResumableLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            generator=generator,
+        )
 
     # Mid-epoch resumption. Every epoch has the same number of steps per rank (the sampler's fixed
     # batches), so the checkpoint's global step says exactly how many batches of its epoch are
     # already in the weights; the resumed sampler skips those and the epoch ends where it would have.
     def state_dict(self):
         trainer = self.trainer
-        return {"epoch": trainer.current_epoch, "global_step": trainer.global_step,
-                "accumulate": trainer.accumulate_grad_batches} if trainer else {}
+        return (
+            {
+                "epoch": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "accumulate": trainer.accumulate_grad_batches,
+            }
+            if trainer
+            else {}
+        )
 
     def load_state_dict(self, state):
         self._resume_state = state

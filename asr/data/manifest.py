@@ -4,6 +4,7 @@ Each row has `id`, `audio` (a path, absolute or relative to the manifest's folde
 (seconds), `text` and `speaker`. Rows written by other tools (e.g. the shared real-speech
 manifest) need only `audio` and `text`; the rest is filled in when read.
 """
+
 import json
 from pathlib import Path
 
@@ -102,5 +103,8 @@ def report_skipped(source, skipped, total: int, log=print) -> None:
     for _, _, kind, _ in skipped:
         counts[kind] = counts.get(kind, 0) + 1
     first = skipped[0]
-    log(f"{source}: skipped {len(skipped)} of {total} utterances: "
-        + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + f" (first: {first[1]}: {first[3]})")
+    log(
+        f"{source}: skipped {len(skipped)} of {total} utterances: "
+        + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+        + f" (first: {first[1]}: {first[3]})"
+    )

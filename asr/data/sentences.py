@@ -9,6 +9,7 @@ Only sentences that a synthesizer reads exactly as the transcript says are kept:
 4-24 words of letters with at most an inner apostrophe. What is spoken keeps the sentence's commas and
 end mark (they shape its prosody) and reads the transcript's words one for one.
 """
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ def split_sentences(text: str) -> list[str]:
 def _split_paragraph(paragraph: str) -> list[str]:
     parts, start = [], 0
     for m in _SENTENCE_END.finditer(paragraph):
-        parts.append(paragraph[start: m.end(1)])
+        parts.append(paragraph[start : m.end(1)])
         start = m.end()
     return parts + [paragraph[start:]]
 
@@ -62,7 +63,7 @@ def _strip_gutenberg(text: str) -> str:
     start = re.search(r"^\*\*\* ?START OF.*$", text, re.MULTILINE)
     end = re.search(r"^\*\*\* ?END OF.*$", text, re.MULTILINE)
     begin = start.end() if start else 0
-    return text[begin: end.start() if end and end.start() > begin else None]
+    return text[begin : end.start() if end and end.start() > begin else None]
 
 
 def speakable(sentence: str, words=WORDS) -> Sentence | None:

@@ -10,6 +10,7 @@ shards early goes round them again for the last few batches) and Lightning knows
 for the LR schedule. URLs in the index may be local paths or anything webdataset opens
 (`pipe:aws s3 cp s3://bucket/shard-000000.tar -`, http://...).
 """
+
 import io
 import json
 import logging
@@ -21,9 +22,9 @@ import torch
 
 from asr.audio import SAMPLE_RATE, check_samples, to_mono_16k
 from asr.data.batching import collate, perturb_speed
-from asr.packing import pack_by_duration
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError, file_error
+from asr.packing import pack_by_duration
 
 log = logging.getLogger("asr")
 
@@ -50,8 +51,14 @@ def write_shards(manifest, out_dir, per_shard: int = 1000, log=print) -> Path:
                 ext = path.suffix.lower().lstrip(".") or "flac"
                 meta = {k: row[k] for k in ("id", "text", "duration", "speaker") if k in row}
                 sink.write({"__key__": row["id"].replace(".", "_"), ext: path.read_bytes(), "json": meta})
-        shards.append({"url": name, "utterances": len(chunk), "seconds": sum(r["duration"] for r in chunk),
-                       "durations": [round(r["duration"], 3) for r in chunk]})
+        shards.append(
+            {
+                "url": name,
+                "utterances": len(chunk),
+                "seconds": sum(r["duration"] for r in chunk),
+                "durations": [round(r["duration"], 3) for r in chunk],
+            }
+        )
         log(f"{out_dir / name}: {len(chunk)} utterances")
     index = out_dir / INDEX
     index.write_text(json.dumps({"shards": shards}, indent=1) + "\n")
@@ -91,10 +98,27 @@ class ShardStream(torch.utils.data.IterableDataset):
     `batch_multiple` rounds batches to a multiple of that many utterances, as `pack_by_duration` does.
     """
 
-    def __init__(self, index, tokenizer, usable, max_batch_seconds: float, seed=0, rank=0, world=1, shuffle=True,
-                 speed_perturb=None, batch_multiple=1):
+    def __init__(
+        self,
+        index,
+        tokenizer,
+        usable,
+        max_batch_seconds: float,
+        seed=0,
+        rank=0,
+        world=1,
+        shuffle=True,
+        speed_perturb=None,
+        batch_multiple=1,
+    ):
         self.shards, self.tokenizer, self.usable = read_index(index), tokenizer, usable
-        self.max_batch_seconds, self.seed, self.rank, self.world, self.shuffle = max_batch_seconds, seed, rank, world, shuffle
+        self.max_batch_seconds, self.seed, self.rank, self.world, self.shuffle = (
+            max_batch_seconds,
+            seed,
+            rank,
+            world,
+            shuffle,
+        )
         self.speed_perturb, self.batch_multiple = speed_perturb, batch_multiple
         self.epoch = 0
         # The epoch length every rank uses: the most batches any rank's shards make in epoch 0, by
@@ -109,8 +133,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         by_url = {s["url"]: s for s in self.shards}
         durations = [d for url in self._rank_shards(rank, 0) for d in by_url[url]["durations"]]
         # One buffer at a time, as `_batches` fills them: the same rule `_bucket` applies to decoded audio.
-        count = sum(len(pack_by_duration(durations[start : start + BUFFER], self.max_batch_seconds,
-                                         self.batch_multiple)) for start in range(0, len(durations), BUFFER))
+        count = sum(
+            len(pack_by_duration(durations[start : start + BUFFER], self.max_batch_seconds, self.batch_multiple))
+            for start in range(0, len(durations), BUFFER)
+        )
         return max(1, count)
 
     def __len__(self):
@@ -149,8 +175,10 @@ class ShardStream(torch.utils.data.IterableDataset):
                 if made > skip:
                     yield collate(batch)
             if made == before:  # going round again would loop for ever
-                raise ASRError(f"{', '.join(self.my_shards())}: no usable utterance in these shards (every one "
-                               f"failed to decode or was skipped; see the messages above)")
+                raise ASRError(
+                    f"{', '.join(self.my_shards())}: no usable utterance in these shards (every one "
+                    f"failed to decode or was skipped; see the messages above)"
+                )
 
     def _batches(self, urls, rng):
         buffer = []
@@ -163,8 +191,9 @@ class ShardStream(torch.utils.data.IterableDataset):
             yield from self._bucket(buffer, rng)
 
     def _bucket(self, items, rng):
-        packed = pack_by_duration([len(it["audio"]) / SAMPLE_RATE for it in items], self.max_batch_seconds,
-                                  self.batch_multiple)
+        packed = pack_by_duration(
+            [len(it["audio"]) / SAMPLE_RATE for it in items], self.max_batch_seconds, self.batch_multiple
+        )
         batches = [[items[i] for i in b] for b in packed]
         if self.shuffle:
             rng.shuffle(batches)
@@ -175,8 +204,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         a bad one is logged and skipped."""
         import webdataset as wds
 
-        for sample in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, workersplitter=None,
-                                     empty_check=False):
+        for sample in wds.WebDataset(
+            urls, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False
+        ):
             meta = json.loads(sample["json"])
             audio_key = next((k for k in sample if k not in ("json", "__key__", "__url__", "__local_path__")), None)
             source = f"{sample.get('__url__')}:{sample.get('__key__')}"
@@ -194,5 +224,9 @@ class ShardStream(torch.utils.data.IterableDataset):
                 continue
             if self.speed_perturb:  # drawn only for kept utterances, after decoding: as SpeechDataset
                 audio = perturb_speed(audio, rng.uniform(*self.speed_perturb))
-            yield {"id": meta.get("id", sample["__key__"]), "audio": torch.from_numpy(audio), "ids": row["ids"],
-                   "text": row["text"]}
+            yield {
+                "id": meta.get("id", sample["__key__"]),
+                "audio": torch.from_numpy(audio),
+                "ids": row["ids"],
+                "text": row["text"],
+            }

