@@ -17,10 +17,14 @@ __all__ = ["ASRError", "DecodingOptions", "Model", "Result", "Word", "load_audio
 
 
 def __getattr__(name):  # torch is imported on first use, so `import asr` stays instant
-    if name in ("load_model", "Model", "DecodingOptions", "Result"):  # torch loads only for a checkpoint
+    if name in ("load_model", "Model", "Result"):  # torch loads only for a checkpoint
         import asr.transcribe
 
         return getattr(asr.transcribe, name)
+    if name == "DecodingOptions":
+        from asr.decoding import DecodingOptions
+
+        return DecodingOptions
     if name == "Word":
         from asr.decoding import Word
 

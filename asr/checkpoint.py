@@ -12,22 +12,13 @@ from pathlib import Path
 
 import torch
 
-from asr.dims import from_model_args
+from asr.dims import with_dims
 from asr.errors import ASRError, file_error
 
 FORMAT_VERSION = 3  # raised whenever a checkpoint of the old layout would load wrongly
 
 
-def _from_format_2(asr: dict) -> dict:
-    """Format 2 held the same fields as {"model_args": {"frontend": {...}, "network": {...}}}."""
-    return {
-        **{k: v for k, v in asr.items() if k != "model_args"},
-        "format": 3,
-        "dims": from_model_args(asr["model_args"]),
-    }
-
-
-UPGRADABLE = {2: _from_format_2}  # older formats read as the current one
+UPGRADABLE = (2,)  # older formats read as the current one: 2 held the same fields as "model_args"
 
 
 def read_checkpoint(path) -> dict:
@@ -49,7 +40,7 @@ def read_checkpoint(path) -> dict:
     version = ckpt["asr"].get("format")
     if version in UPGRADABLE:
         try:
-            ckpt["asr"] = UPGRADABLE[version](ckpt["asr"])
+            ckpt["asr"] = with_dims(ckpt["asr"], FORMAT_VERSION)
         except (KeyError, TypeError):
             raise file_error(path, f"checkpoint format {version} without its model description") from None
     elif version != FORMAT_VERSION:
@@ -58,6 +49,8 @@ def read_checkpoint(path) -> dict:
             f"checkpoint format {version} is not the format this version of asr reads "
             f"({FORMAT_VERSION}): use the asr release that wrote it, or retrain",
         )
+    if not isinstance(ckpt["asr"].get("dims"), dict):
+        raise file_error(path, "not an asr checkpoint (no model description inside)")
     return ckpt
 
 

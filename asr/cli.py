@@ -143,6 +143,7 @@ def cmd_evaluate(args):
 def cmd_tune_lm(args):
     from asr.decoding import DecodingOptions
     from asr.evaluate import read_eval_data, tune_lm
+    from asr.runs import decoding_path
     from asr.transcribe import load_model
 
     floats = lambda text: [float(x) for x in text.split(",")]
@@ -166,7 +167,7 @@ def cmd_tune_lm(args):
         word_score=best["word_score"],
     )
     model_path = Path(args.checkpoint)
-    out = Path(args.out) if args.out else (model_path if model_path.is_dir() else model_path.parent) / "decoding.yaml"
+    out = Path(args.out) if args.out else decoding_path(model_path)
     options.save(
         out,
         f"asr tune-lm on {args.data}: greedy WER {100 * report['greedy_wer']:.2f}%, "
@@ -383,7 +384,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--data", required=True, help="manifest .jsonl, folder with manifest.jsonl, or LibriSpeech-layout folder"
     )
-    ev.add_argument("--out", help="report folder (default: next to the checkpoint's run)")
+    ev.add_argument("--out", help="report folder (default: RUN/eval-NAME, RUN the checkpoint's run folder)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--strict", action="store_true", help="exit non-zero if any file failed")
     ev.add_argument("--by", help="comma-separated manifest fields to break WER down by, e.g. age_group,speaker")
@@ -456,7 +457,8 @@ def main(argv=None):
 
         # A torch/torchaudio mismatch is one line here, not a traceback mid-command. Commands that load a
         # model check when they load a checkpoint (an exported folder needs no torch); doctor names it itself.
-        if args.func not in (cmd_transcribe, cmd_evaluate, cmd_tune_lm, cmd_doctor):
+        torch_free = (cmd_transcribe, cmd_evaluate, cmd_tune_lm, cmd_doctor)
+        if args.func not in torch_free and not (args.func is cmd_prepare and args.corpus == "lm"):
             check_torchaudio()
         args.func(args)
     except ASRError as e:

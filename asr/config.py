@@ -73,12 +73,8 @@ class FeaturesConfig:
     n_mels: int = _Dims.n_mels
     dynamic_range_db: float = _Dims.dynamic_range_db
     taper_ms: float = _Dims.taper_ms
-    # Silence added around every utterance (rounded up to whole output frames), which the network hears
-    # and CTC does not score: tightly and loosely cut clips then look alike.
-    edge_pad_ms: float = _Dims.edge_pad_ms
-    # per_bin: each mel bin to zero mean and unit variance over the utterance (CMVN); per_utterance: one
-    # mean and variance for all bins, which keeps the spectral shape (for isolated words).
-    normalize: str = _Dims.normalize
+    edge_pad_ms: float = _Dims.edge_pad_ms  # tightly and loosely cut clips then look alike
+    normalize: str = _Dims.normalize  # per_utterance keeps the spectral shape (for isolated words)
     # Training augmentation (not part of the model):
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     vtlp: float = 0.0  # max frequency warp, e.g. 0.1: alpha in [0.9, 1.1] per training utterance
@@ -95,13 +91,9 @@ class ModelConfig:
     hidden: int = _Dims.hidden
     layers: int = _Dims.layers
     dropout: float = _Dims.dropout
-    # merge: how a layer joins its two directions, concat (2H values) or sum (H: the next layer's input
-    # weights halve, as in DeepSpeech 2).
-    merge: str = _Dims.merge
-    # char_ctc_layer > 0 adds a character CTC head on that LSTM layer, trained with weight char_ctc_weight
-    # beside the main head (hierarchical CTC): what lets large subword vocabularies learn quickly.
-    char_ctc_layer: int = _Dims.char_ctc_layer
-    char_ctc_weight: float = 0.0  # training only: not part of the model
+    merge: str = _Dims.merge  # sum halves the next layer's input weights, as in DeepSpeech 2
+    char_ctc_layer: int = _Dims.char_ctc_layer  # what lets large subword vocabularies learn quickly
+    char_ctc_weight: float = 0.0  # that head's share of the loss; training only, not part of the model
 
 
 @dataclass
@@ -167,6 +159,18 @@ class Config:
         config.trainer = {**TRAINER_DEFAULTS, **config.trainer}
         _check_trainer_keys(config.trainer)
         return config
+
+
+# ModelDims fields a run config does not set: the tokenizer's size, and the character head's (a fixed alphabet).
+NOT_CONFIG_KEYS = ("vocab_size", "char_vocab_size")
+
+
+def dims_section(name: str) -> str:
+    """The run-config section that sets ModelDims field `name`: "features" (the input chain) or "model"."""
+    for section, cls in (("features", FeaturesConfig), ("model", ModelConfig)):
+        if name in {f.name for f in dataclasses.fields(cls)}:
+            return section
+    raise KeyError(f"ModelDims field {name!r} is in no config section")
 
 
 def _check_trainer_keys(trainer: dict) -> None:

@@ -51,7 +51,9 @@ class ModelDims:
         return [f.name for f in dataclasses.fields(cls)]
 
 
-def from_model_args(model_args: dict) -> dict:
-    """The model description as checkpoint format 2 and model.json format 1 wrote it ({"frontend": {...},
-    "network": {...}}, the same fields) -> ModelDims' plain data."""
-    return {**model_args["frontend"], **model_args["network"]}
+def with_dims(description: dict, version: int) -> dict:
+    """A description as checkpoint format 2 and model.json format 1 wrote it, ModelDims' fields held as
+    {"model_args": {"frontend": {...}, "network": {...}}} -> the same description with "dims", as `version`."""
+    args = description["model_args"]
+    rest = {k: v for k, v in description.items() if k != "model_args"}
+    return {**rest, "format": version, "dims": {**args["frontend"], **args["network"]}}

@@ -27,7 +27,7 @@ import torch.nn as nn
 from asr.audio import SAMPLE_RATE
 from asr.errors import ASRError, file_error
 from asr.features import HOP_LENGTH, N_FFT
-from asr.runs import reports, run_of
+from asr.runs import DECODING, reports, run_of
 from asr.runtime import EXPORT_FORMAT, INFO_FILE, ONNX_FILE, fingerprint
 
 OPSET = 17
@@ -206,7 +206,7 @@ def copy_decoding(path: Path, out: Path) -> None:
                 raise file_error(source, f"the {key} named in {path} is not there")
             shutil.copy2(source, out / source.name)
             beside[key] = source.name
-    dataclasses.replace(options, **beside).save(out / "decoding.yaml", f"from {path.name}; files named beside it")
+    dataclasses.replace(options, **beside).save(out / DECODING, f"from {path.name}; files named beside it")
 
 
 def model_card(checkpoint: Path, ckpt: dict, model, fp32_error: float, int8_error) -> dict:

@@ -94,23 +94,29 @@ def word_sequences(paths):
     for path in paths:
         path = Path(path)
         with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
+            number = 0
+            try:
+                for number, line in enumerate(f, 1):  # noqa: B007 (the error message names it)
+                    if not line.strip():
+                        continue
                     text = json.loads(line)["text"] if path.suffix == ".jsonl" else line
-                except (ValueError, KeyError, TypeError):
-                    raise file_error(path, f'line {number}: not a manifest row with a "text"') from None
-                words = normalize(text).split()
-                if words:
-                    yield words
+                    words = normalize(text).split()
+                    if words:
+                        yield words
+            except UnicodeDecodeError:
+                raise file_error(path, "not UTF-8 text") from None
+            except (ValueError, KeyError, TypeError):
+                raise file_error(path, f'line {number}: not a manifest row with a "text"') from None
 
 
 def build_arpa(inputs, out, order: int = 3) -> tuple[Path, int, int]:
     """Manifests (.jsonl: their "text") or plain text files (a sentence per line) -> an ARPA file at `out`;
     returns (out, sentences, n-grams)."""
+    out = Path(out)
     if order < 1:
         raise ASRError(f"--order {order}: expected 1 or more")
+    if out.is_dir():
+        raise file_error(out, "is a folder: --out names the ARPA file to write")
     for path in map(Path, inputs):
         if not path.is_file():
             raise file_error(path, "not found")
@@ -118,7 +124,6 @@ def build_arpa(inputs, out, order: int = 3) -> tuple[Path, int, int]:
     if not sentences:
         raise ASRError(f"{', '.join(map(str, inputs))}: no words to build an LM from")
     probs, backoffs = build(sentences, order)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_arpa(probs, backoffs, order, out)
     return out, len(sentences), len(probs)

@@ -13,7 +13,14 @@ Plain paths only (no torch): the runtime's `asr evaluate` uses it too.
 from pathlib import Path
 
 CHECKPOINTS = "checkpoints"
+BEST = "best"  # best.ckpt, kept by validation WER
+LOGS = "logs"
 REPORT = "summary.json"
+DECODING = "decoding.yaml"
+
+
+def config_path(run) -> Path:
+    return Path(run) / "config.yaml"
 
 
 def checkpoint_dir(run) -> Path:
@@ -38,12 +45,21 @@ def snapshots(run) -> list[Path]:
 
 
 def run_of(model) -> Path:
-    """The folder a model's reports belong in: RUN for RUN/checkpoints/X.ckpt; the folder holding any other
-    checkpoint (an averaged one written elsewhere, say); an exported folder itself."""
+    """The folder a model's reports belong in: RUN for RUN/checkpoints/X.ckpt and RUN/checkpoints/snapshots/X.ckpt;
+    the folder holding any other checkpoint (an averaged one written elsewhere, say); an exported folder itself."""
     model = Path(model).resolve()
     if model.is_dir():
         return model
-    return model.parent.parent if model.parent.name == CHECKPOINTS else model.parent
+    for run in (model.parent.parent, model.parent.parent.parent):  # RUN/checkpoints/, RUN/checkpoints/snapshots/
+        if model.is_relative_to(checkpoint_dir(run)):
+            return run
+    return model.parent
+
+
+def decoding_path(model) -> Path:
+    """Where `asr tune-lm` writes its settings by default: beside a checkpoint, or inside an exported folder."""
+    model = Path(model)
+    return (model if model.is_dir() else model.parent) / DECODING
 
 
 def report_dir(model, data) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr.dims import from_model_args
+from asr.dims import with_dims
 from asr.errors import ASRError, file_error
 from asr.text import tokenizer_from_dict
 
@@ -66,8 +66,8 @@ def load_exported(folder: Path, device: str = "auto"):
             f"export the model again",
         )
     try:
-        if info["format"] == 1:
-            info = {**info, "format": EXPORT_FORMAT, "dims": from_model_args(info.pop("model_args"))}
+        if info["format"] == 1:  # the same fields, held as "model_args"
+            info = with_dims(info, EXPORT_FORMAT)
         tokenizer = tokenizer_from_dict(info["tokenizer"])
         # Dynamically quantised ops run on the CPU only: an int8 model stays there unless told otherwise.
         network = OnnxNetwork(

@@ -17,7 +17,8 @@ def from_plain(cls, values, where: str = ""):
     """A dict -> dataclass `cls`, checked: unknown keys (with the closest valid one) and wrong types raise
     ASRError; sections become their dataclasses. Used for run configs and for decoding options."""
     if not isinstance(values, dict):
-        raise ASRError(f"{where.rstrip('.') or 'the config'}: expected a section (key: value lines), got {values!r}")
+        what = where.rstrip(".")
+        raise ASRError(f"{what + ': ' if what else ''}expected a section (key: value lines), got {values!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}

@@ -24,11 +24,8 @@ training step.
 
 Reported per path: audio seconds trained per wall second (x real time), utterances/s, share of padded
 frames, utterances per batch and the share of batches whose size is a multiple of 8, peak GPU memory,
-and achieved TFLOP/s with FLOPs counted by ASRModel.training_flops:
-LSTM, per output frame, layer and direction: 2 * 4 * H * (D_in + H) for the forward pass (D_in: the
-subsampler's output for layer 1, then 2H, or H with summed directions); the output projections
-2 * D * V (and 2 * D * C for a character head); training = 3x forward (backward ~ 2x forward). Padded
-frames are NOT counted: this is useful work only.
+and achieved TFLOP/s with FLOPs counted by ASRModel.training_flops (its docstring gives the formula; padded
+frames are not counted: useful work only).
 """
 
 import argparse

@@ -276,3 +276,25 @@ def test_a_plain_value_where_a_section_belongs_names_the_section():
 def test_the_shipped_configs_are_there():
     names = {p.name for p in Path(__file__).resolve().parents[1].glob("configs/*.yaml")}
     assert {"demo.yaml", "fsdd.yaml"} <= names
+
+
+def test_every_model_field_is_one_config_key_with_the_models_default():
+    """ModelDims is the one home of the model's defaults: each of its fields (but the vocabulary sizes, which the
+    tokenizer sets) is a key of the features or model section, defaulting to ModelDims' value; model_dims
+    carries a YAML value to the model."""
+    import dataclasses
+
+    from asr.config import NOT_CONFIG_KEYS, dims_section
+    from asr.dims import ModelDims
+    from asr.training.module import model_dims
+
+    config = Config()
+    for field in dataclasses.fields(ModelDims):
+        if field.name in NOT_CONFIG_KEYS:
+            continue
+        assert getattr(getattr(config, dims_section(field.name)), field.name) == field.default, field.name
+    changed = Config.from_dict({"model": {"hidden": 48, "merge": "sum"}, "features": {"n_mels": 64}})
+    dims = model_dims(changed, vocab_size=29)
+    assert (dims.hidden, dims.merge, dims.n_mels, dims.vocab_size) == (48, "sum", 64, 29)
+    with pytest.raises(KeyError):
+        dims_section("no_such_field")

@@ -237,6 +237,11 @@ def test_prepare_lm_arguments_and_bad_text_are_one_line_errors(run_cli, tmp_path
     assert code == 1 and "rows.jsonl: line 1: not a manifest row" in err
     code, _, err = run_cli("prepare", "lm", "--text", tmp_path / "rows.jsonl")
     assert code == 1 and "--out LM.arpa is required" in err
+    (tmp_path / "binary.txt").write_bytes(b"fine\n\xff\xfe\x00")
+    code, _, err = run_cli("prepare", "lm", "--text", tmp_path / "binary.txt", "--out", tmp_path / "x.arpa")
+    assert code == 1 and "binary.txt: not UTF-8 text" in err
+    code, _, err = run_cli("prepare", "lm", "--text", tmp_path / "binary.txt", "--out", tmp_path)
+    assert code == 1 and "is a folder" in err
     code, _, err = run_cli("prepare", "lm", "--librispeech")
     assert code == 1 and "--root is required" in err
     code, _, err = run_cli("prepare", "lm", "--librispeech", "--text", "a.txt", "--root", tmp_path)

@@ -188,6 +188,25 @@ def test_broken_exported_folders_are_one_line_errors(exported, tmp_path):
         asr.load_model(damaged)
 
 
+def test_a_format_1_export_is_read_as_the_same_model(exported, test_rows, tmp_path):
+    """model.json format 1 held the model description as model_args {"frontend", "network"}."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    info = json.loads((old / "model.json").read_text())
+    dims = info.pop("dims")
+    frontend = {k: dims.pop(k) for k in ("n_mels", "dynamic_range_db", "taper_ms", "edge_pad_ms", "normalize")}
+    (old / "model.json").write_text(
+        json.dumps({**info, "format": 1, "model_args": {"frontend": frontend, "network": dims}})
+    )
+    model = asr.load_model(old)
+    assert model.info["dims"] == json.loads((exported / "model.json").read_text())["dims"]
+    assert "model_args" not in model.info
+    path = test_rows[0]["audio"]
+    assert model.transcribe(path).text == asr.load_model(exported).transcribe(path).text
+
+
 def test_export_refuses_a_folder_that_holds_files(overfit_run, exported, run_cli):
     code, _, err = run_cli("export", "--checkpoint", overfit_run[1], "--out", exported)
     assert code == 1 and "exists and is not an empty folder" in err

@@ -16,6 +16,7 @@ INFERENCE = [
     "asr.errors",
     "asr.evaluate",
     "asr.metrics",
+    "asr.ngram",
     "asr.packing",
     "asr.runs",
     "asr.runtime",

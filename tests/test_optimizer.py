@@ -121,7 +121,7 @@ def test_resuming_a_checkpoint_saved_unfused_keeps_this_runs_fused_optimizer():
     from types import SimpleNamespace
 
     module = tiny_module()
-    module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), estimated_stepping_batches=10)  # no scaler
+    module.trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), estimated_stepping_batches=10)  # no scaler
     optimizer = module.configure_optimizers()["optimizer"]
     saved = torch.optim.AdamW(module.parameters(), fused=False)  # e.g. a checkpoint from before fused AdamW
     optimizer.load_state_dict(saved.state_dict())
@@ -162,7 +162,7 @@ def test_the_nan_check_and_clipping_read_nothing_on_the_host_between_stop_checks
 
     module = tiny_module()
     module.log = lambda *a, **k: None
-    module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), world_size=1)  # no loss scaler
+    module.trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), world_size=1)  # no loss scaler
     optimizer = torch.optim.AdamW(module.parameters(), fused=True)
     for p in module.parameters():
         p.grad = torch.randn_like(p) * 100

@@ -154,6 +154,7 @@ def test_windowed_file_has_the_whole_files_frame_count(overfit_run, tmp_path, ex
 def test_a_long_file_soundfile_cannot_seek_in_is_still_recognised_window_by_window(overfit_run, tmp_path, monkeypatch):
     """m4a, webm and the like are decoded whole (audioread); the network must still see one window at a
     time, or an hour-long recording would need the memory of one hour-long batch."""
+    import asr
     import asr.transcribe as transcribe
 
     model = transcribe.load_model(overfit_run[1], "cpu")
@@ -169,6 +170,6 @@ def test_a_long_file_soundfile_cannot_seek_in_is_still_recognised_window_by_wind
     [result] = model.transcribe_many([path])
     assert not result.error and result.duration == 50.0
     assert len(sizes) == 3 and max(sizes) <= (transcribe.WINDOW_S + 2 * transcribe.CONTEXT_S) * 16000
-    assert result.text == model.decoder(transcribe.DecodingOptions())(from_file).text
+    assert result.text == model.decoder(asr.DecodingOptions())(from_file).text
     sizes.clear()
     assert model.transcribe(wave).text == result.text and len(sizes) == 3  # the Python API windows a long array too

@@ -117,7 +117,7 @@ def test_optim_decay_reaches_the_schedule_and_rejects_unknown_shapes():
 def test_a_run_limited_only_by_the_clock_decays_by_the_clock():
     """max_epochs: -1 with max_time: Lightning estimates infinitely many steps (this used to crash)."""
     module = CTCModule(Config.from_dict({"model": {"hidden": 8, "layers": 1}}), build_tokenizer({"kind": "char"}, []))
-    module._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), estimated_stepping_batches=float("inf"))
+    module.trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), estimated_stepping_batches=float("inf"))
     schedule = module.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
     warmup = Config().optim.warmup_steps
     assert math.isclose(schedule(warmup + 10**6), 1.0)  # no step count to decay by

@@ -1,7 +1,7 @@
 """Dataset, duration-bucketing batch sampler and the LightningDataModule.
 
-The rules they share with the shard stream and transcription (which utterances are usable, how they
-are packed into batches, padding, speed perturbation) live in asr/data/batching.py.
+The rules they share with the shard stream (which utterances are usable, collation, speed perturbation)
+live in asr/data/batching.py; packing by duration and padding, shared with transcription, in asr/packing.py.
 """
 
 import logging

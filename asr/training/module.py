@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from asr.checkpoint import FORMAT_VERSION
-from asr.config import Config
+from asr.config import NOT_CONFIG_KEYS, Config, dims_section
 from asr.decoding import greedy_decode
 from asr.errors import ASRError
 from asr.metrics import error_counts
@@ -28,11 +28,10 @@ STOP_CHECK_EVERY = 10  # optimizer steps between host reads of the skip count (t
 def model_dims(config: Config, vocab_size: int) -> ModelDims:
     """The run config -> the model's description: each ModelDims field from the features or model section
     that names it, the vocabulary from the tokenizer, the character head's from CHAR_CTC_CHARS."""
-    sections = (config.features, config.model)
     values = {
-        name: getattr(next(s for s in sections if hasattr(s, name)), name)
+        name: getattr(getattr(config, dims_section(name)), name)
         for name in ModelDims.field_names()
-        if name not in ("vocab_size", "char_vocab_size")
+        if name not in NOT_CONFIG_KEYS
     }
     chars = CharTokenizer(CHAR_CTC_CHARS).vocab_size if config.model.char_ctc_layer else 0
     return ModelDims(vocab_size=vocab_size, char_vocab_size=chars, **values)

@@ -11,12 +11,12 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from asr.checkpoint import load_model_and_tokenizer, read_checkpoint
-from asr.config import Config
+from asr.config import NOT_CONFIG_KEYS, Config, dims_section
 from asr.data.loader import SpeechDataModule
 from asr.data.manifest import read_manifest
 from asr.errors import ASRError, file_error
 from asr.model import ModelDims
-from asr.runs import checkpoint_dir, last_checkpoint
+from asr.runs import BEST, LOGS, checkpoint_dir, config_path, last_checkpoint
 from asr.text import build_tokenizer, normalize, tokenizer_from_dict
 from asr.training.callbacks import AtomicCheckpointIO, BestCheckpoint, FollowTimeBudget, LastCheckpoint, StreamEpoch
 from asr.training.module import CTCModule
@@ -30,12 +30,12 @@ def build_trainer(config: Config, out_dir: Path) -> pl.Trainer:
     trainer_cfg = dict(config.trainer)
     trainer_cfg.pop("gradient_clip_val", None)  # CTCModule clips, in the same pass as its NaN check
     if config.logger == "tensorboard":
-        logger = pl.loggers.TensorBoardLogger(out_dir, name="logs")
+        logger = pl.loggers.TensorBoardLogger(out_dir, name=LOGS)
     else:
-        logger = pl.loggers.CSVLogger(out_dir, name="logs")
+        logger = pl.loggers.CSVLogger(out_dir, name=LOGS)
     best = BestCheckpoint(
         dirpath=checkpoint_dir(out_dir),
-        filename="best",
+        filename=BEST,
         monitor="val_wer",
         mode="min",
         save_top_k=1,
@@ -91,7 +91,7 @@ def train(config: Config, resume: bool = False) -> Path:
         )
     resolve_precision(config)  # a bf16 this CPU cannot run becomes fp32 before config.yaml records the run
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    config_path(out_dir).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     trainer = build_trainer(config, out_dir)
     n_params = sum(p.numel() for p in module.parameters())
     log.info("model: %.2fM parameters; logs and checkpoints in %s", n_params / 1e6, out_dir)
@@ -150,9 +150,9 @@ def adopt_checkpoint_model(config: Config, path, info: dict) -> None:
     changed = ["tokenizer"] if config.tokenizer != saved.tokenizer else []
     config.tokenizer = saved.tokenizer
     for name in ModelDims.field_names():
-        if name in ("vocab_size", "char_vocab_size", "dropout"):  # the tokenizer's and the head's; no weights
+        if name in NOT_CONFIG_KEYS or name == "dropout":  # set by the tokenizer; dropout holds no weights
             continue
-        key = "features" if hasattr(config.features, name) else "model"
+        key = dims_section(name)
         if getattr(getattr(config, key), name) != getattr(dims, name):
             changed.append(f"{key}.{name}")
             setattr(getattr(config, key), name, getattr(dims, name))
