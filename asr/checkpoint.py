@@ -46,8 +46,8 @@ def read_checkpoint(path) -> dict:
     elif version != FORMAT_VERSION:
         raise file_error(
             path,
-            f"checkpoint format {version} is not the format this version of asr reads "
-            f"({FORMAT_VERSION}): use the asr release that wrote it, or retrain",
+            f"checkpoint format {version} is not one this version of asr reads "
+            f"({', '.join(map(str, (*UPGRADABLE, FORMAT_VERSION)))}): use the asr release that wrote it, or retrain",
         )
     if not isinstance(ckpt["asr"].get("dims"), dict):
         raise file_error(path, "not an asr checkpoint (no model description inside)")

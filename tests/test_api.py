@@ -115,7 +115,7 @@ def test_a_checkpoint_of_another_format_is_refused(overfit_run, tmp_path):
     ckpt["asr"]["format"] = 1
     old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
-    with pytest.raises(asr.ASRError, match="old.ckpt: checkpoint format 1 is not the format this version"):
+    with pytest.raises(asr.ASRError, match="old.ckpt: checkpoint format 1 is not one this version"):
         asr.load_model(old)
 
 

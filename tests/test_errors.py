@@ -87,10 +87,10 @@ def bad_checkpoints(ckpt, tmp_path_factory):
         "plain dict": (d / "plain.ckpt", ["not an asr checkpoint"]),
         "vocabulary differs": (d / "vocab.ckpt", ["tokenizer/vocabulary mismatch", "has 5 tokens"]),
         "model config differs": (d / "config.ckpt", ["do not match the model", "size mismatch", "lstm"]),
-        "older format": (d / "old.ckpt", ["checkpoint format 1 is not the format this version of asr reads (2)"]),
+        "older format": (d / "old.ckpt", ["checkpoint format 1 is not one this version of asr reads (2, 3)"]),
         "no format": (
             d / "unversioned.ckpt",
-            ["checkpoint format None is not the format this version of asr reads (2)"],
+            ["checkpoint format None is not one this version of asr reads (2, 3)"],
         ),
     }
 

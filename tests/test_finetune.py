@@ -35,7 +35,8 @@ def test_fine_tuning_starts_from_the_checkpoint(overfit_run, tiny_corpus, tmp_pa
     )
     code, out, _ = run_cli("train", "--config", path, "--init", best)
     assert code == 0
-    assert "using the checkpoint's tokenizer, model, features.edge_pad_ms, not this config's" in caplog.text
+    adopted = "tokenizer, features.edge_pad_ms, model.subsample_factor, model.hidden, model.layers"
+    assert f"using the checkpoint's {adopted}, not this config's" in caplog.text
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["model"]["hidden"] == OVERFIT_CONFIG["model"]["hidden"] and saved["tokenizer"]["kind"] == "char"
     assert saved["features"]["edge_pad_ms"] == 0.0

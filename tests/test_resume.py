@@ -153,10 +153,10 @@ def test_non_finite_gradients_are_skipped_and_counted():
     module = nan_grads_module()
     for p in module.parameters():
         p.grad = torch.ones_like(p)
-    module.on_before_optimizer_step(None)
+    module.on_before_optimizer_step(torch.optim.SGD(module.parameters(), lr=0.1))
     assert module.skipped_steps == 0 and all(p.grad is not None for p in module.parameters())
     next(module.parameters()).grad[0] = float("nan")
-    module.on_before_optimizer_step(None)
+    module.on_before_optimizer_step(torch.optim.SGD(module.parameters(), lr=0.1))
     assert module.skipped_steps == 1 and all(p.grad is None for p in module.parameters())
 
 
@@ -168,7 +168,7 @@ def test_run_that_keeps_producing_nan_stops_with_the_likely_cause():
         for _ in range(MAX_SKIPPED_IN_A_ROW):
             for p in module.parameters():
                 p.grad = torch.full_like(p, float("inf"))
-            module.on_before_optimizer_step(None)
+            module.on_before_optimizer_step(torch.optim.SGD(module.parameters(), lr=0.1))
     assert "labels longer than the subsampled frames" in str(e.value) and "\n" not in str(e.value)
 
 
