@@ -50,8 +50,10 @@ OVERFIT_CONFIG = {
     "features": {"specaugment": {"freq_masks": 0, "time_masks": 0}},
     "model": {"subsample": "stack", "subsample_factor": 2, "hidden": 160, "layers": 2, "dropout": 0.0},
     "optim": {"lr": 4e-3, "weight_decay": 0.0, "warmup_steps": 20, "final_lr_ratio": 0.1},
+    # 110 epochs of 16 s batches (several an epoch) memorise the 8 utterances as 220 epochs of one batch did,
+    # in half the time (train CER 0% either way; 80 epochs leave 3.9%)
     "trainer": {
-        "max_epochs": 220,
+        "max_epochs": 110,
         "check_val_every_n_epoch": 55,
         "enable_progress_bar": False,
         "enable_model_summary": False,
@@ -75,7 +77,7 @@ def overfit_run(tiny_corpus, tmp_path_factory):
             "data": {
                 "train": str(manifests["train"]),
                 "val": str(manifests["train"]),
-                "max_batch_seconds": 200,
+                "max_batch_seconds": 16,
                 "num_workers": 0,
             },
         }
