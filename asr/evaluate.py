@@ -118,12 +118,26 @@ def breakdown(rows, per_utt, field) -> dict:
 
 
 def top_errors(refs, hyps, n: int = 10) -> dict:
-    """The `n` most frequent word substitutions [ref, hyp, count], deletions and insertions [word, count]."""
+    """The `n` most frequent word substitutions [ref, hyp, count], deletions and insertions [word, count],
+    counted word by word (jiwer's own counts join neighbouring errors into one multi-word entry)."""
+    from collections import Counter
+
     import jiwer
 
     if not refs:
         return {"substitutions": [], "deletions": [], "insertions": []}
-    subs, ins, dels = jiwer.collect_error_counts(jiwer.process_words(refs, hyps))
+    aligned = jiwer.process_words(refs, hyps)
+    subs, dels, ins = Counter(), Counter(), Counter()
+    for ref, hyp, chunks in zip(aligned.references, aligned.hypotheses, aligned.alignments):
+        for chunk in chunks:
+            ref_words = ref[chunk.ref_start_idx : chunk.ref_end_idx]
+            hyp_words = hyp[chunk.hyp_start_idx : chunk.hyp_end_idx]
+            if chunk.type == "substitute":  # as many words on each side
+                subs.update(zip(ref_words, hyp_words))
+            elif chunk.type == "delete":
+                dels.update(ref_words)
+            elif chunk.type == "insert":
+                ins.update(hyp_words)
     most = lambda counts: sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
     return {
         "substitutions": [[ref, hyp, c] for (ref, hyp), c in most(subs)],

@@ -13,6 +13,13 @@ def test_top_errors_counts_substitutions_deletions_insertions():
     assert top_errors([], []) == {"substitutions": [], "deletions": [], "insertions": []}
 
 
+def test_neighbouring_errors_are_counted_word_by_word():
+    """jiwer joins neighbouring substitutions (and deletions) into one multi-word entry: counted per word here."""
+    top = top_errors(["A B C D E", "THE PRISON IS OLD"], ["X Y C Z E", "IS OLD"])
+    assert top["substitutions"] == [["A", "X", 1], ["B", "Y", 1], ["D", "Z", 1]]
+    assert top["deletions"] == [["PRISON", 1], ["THE", 1]]
+
+
 def test_breakdown_weights_by_words_and_keeps_rows_without_the_field():
     rows = [{"age_group": "child"}, {"age_group": "child"}, {"age_group": "adult"}, {}, {"age_group": "adult"}]
     per_utt = [
