@@ -21,6 +21,19 @@ def tiny_module():
     return CTCModule(config, CharTokenizer())
 
 
+def bare_trainer(tmp_path, **kwargs) -> pl.Trainer:
+    """A CPU Trainer with no logger, checkpoints, progress bar or summary: only the optimisation under test."""
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
 def grad_norm(module):
     return float(torch.nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None]))
 
@@ -95,17 +108,7 @@ def test_fused_adamw_in_every_precision_steps_on_true_clipped_gradients(precisio
     module.on_before_optimizer_step = record
     module.train_dataloader = lambda: batches(module.tokenizer)
     kwargs = {"plugins": [MixedPrecision("16-mixed", "cpu")]} if precision == "16-mixed" else {"precision": precision}
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[StepSpy()],
-        **kwargs,
-    )
+    trainer = bare_trainer(tmp_path, max_steps=3, callbacks=[StepSpy()], **kwargs)
     with torch.backends.mkldnn.flags(enabled=precision != "16-mixed"):  # oneDNN has no fp16 LSTM on CPUs
         trainer.fit(module)
     assert trainer.optimizers[0].param_groups[0]["fused"] is True
@@ -196,17 +199,7 @@ def test_16_mixed_skips_a_non_finite_step_with_the_fused_optimizer(tmp_path):
     module = tiny_module()
     module.train_dataloader = lambda: batches(module.tokenizer, n=3)
     spy = NaNOnSecondStep()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        plugins=[MixedPrecision("16-mixed", "cpu")],
-        callbacks=[spy],
-    )
+    trainer = bare_trainer(tmp_path, max_steps=3, plugins=[MixedPrecision("16-mixed", "cpu")], callbacks=[spy])
     with torch.backends.mkldnn.flags(enabled=False):  # oneDNN has no fp16 LSTM on CPUs
         trainer.fit(module)
     assert spy.unchanged and module.skipped_steps >= 1
@@ -220,16 +213,8 @@ def test_16_mixed_with_accumulation_survives_a_batch_whose_every_file_failed(tmp
     good = next(iter(batches(module.tokenizer, n=1)))
     empty = collate([None])
     module.train_dataloader = lambda: torch.utils.data.DataLoader([good, empty, good, good], batch_size=None)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        accumulate_grad_batches=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        plugins=[MixedPrecision("16-mixed", "cpu")],
+    trainer = bare_trainer(
+        tmp_path, max_epochs=1, accumulate_grad_batches=2, plugins=[MixedPrecision("16-mixed", "cpu")]
     )
     with torch.backends.mkldnn.flags(enabled=False):  # oneDNN has no fp16 LSTM on CPUs
         trainer.fit(module)
@@ -251,17 +236,9 @@ def test_the_benchmarks_step_leaves_the_weights_where_lightning_does(tmp_path):
         step(batch)
     by_lightning.train_dataloader = lambda: batches(by_lightning.tokenizer, n=3)
     by_lightning.configure_optimizers = by_lightning.make_optimizer
-    pl.Trainer(
-        accelerator="cpu",
-        max_steps=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    ).fit(by_lightning)
-    moved = False
+    bare_trainer(tmp_path, max_steps=3).fit(by_lightning)
+    moved, start = False, fresh().state_dict()
     for (name, ours), theirs in zip(by_hand.named_parameters(), by_lightning.parameters()):
         torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5, msg=name)
-        moved |= not torch.equal(ours, fresh().state_dict()[name])
+        moved |= not torch.equal(ours, start[name])
     assert moved
