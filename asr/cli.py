@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -217,6 +218,22 @@ def cmd_transcribe(args):
         sys.exit(1)
 
 
+def cmd_serve(args):
+    from asr.serve import serve
+    from asr.serve.app import ServeOptions
+
+    options = ServeOptions(
+        max_file_mb=args.max_file_mb,
+        max_audio_minutes=args.max_audio_minutes,
+        max_queue=args.max_queue,
+        batching=not args.no_batching,
+        batch_wait_ms=args.batch_wait_ms,
+        api_key=args.api_key or os.environ.get("ASR_API_KEY") or None,  # the environment keeps it out of `ps`
+        cors_origins=tuple(args.cors_origin or ()),
+    )
+    serve(args.checkpoint, args.host, args.port, decoding_options(args), options, args.name, args.device)
+
+
 def cmd_export(args):
     from asr.export import export
 
@@ -418,6 +435,22 @@ def parser() -> argparse.ArgumentParser:
     add_decoder_flags(tc)
     tc.set_defaults(func=cmd_transcribe)
 
+    sv = sub.add_parser("serve", help="an OpenAI-compatible transcription server with a web page (asr[serve])")
+    sv.add_argument("--checkpoint", "--model", dest="checkpoint", required=True, help=MODEL_HELP)
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 (default: $ASR_API_KEY if set)")
+    sv.add_argument("--name", help="the model's name in /v1/models (default: its folder's)")
+    sv.add_argument("--max-file-mb", type=float, default=25, help="largest upload (default 25, as OpenAI)")
+    sv.add_argument("--max-audio-minutes", type=float, default=30, help="longest audio (default 30)")
+    sv.add_argument("--max-queue", type=int, default=32, help="requests at once; more get 503 (default 32)")
+    sv.add_argument("--batch-wait-ms", type=float, default=20, help="how long a request waits for others to batch with")
+    sv.add_argument("--no-batching", action="store_true", help="one request per forward pass")
+    sv.add_argument("--cors-origin", action="append", help="allow browser pages from this origin (repeatable)")
+    sv.add_argument("--device", default="auto")
+    add_decoder_flags(sv)
+    sv.set_defaults(func=cmd_serve)
+
     av = sub.add_parser("average", help="average the weights of checkpoints of one run (a cheap WER gain)")
     which = av.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoints", nargs="+", metavar="CKPT")
@@ -457,7 +490,7 @@ def main(argv=None):
 
         # A torch/torchaudio mismatch is one line here, not a traceback mid-command. Commands that load a
         # model check when they load a checkpoint (an exported folder needs no torch); doctor names it itself.
-        torch_free = (cmd_transcribe, cmd_evaluate, cmd_tune_lm, cmd_doctor)
+        torch_free = (cmd_transcribe, cmd_evaluate, cmd_tune_lm, cmd_serve, cmd_doctor)
         if args.func not in torch_free and not (args.func is cmd_prepare and args.corpus == "lm"):
             check_torchaudio()
         args.func(args)

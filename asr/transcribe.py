@@ -141,21 +141,10 @@ class Model:
         return out
 
     def windowed_emissions(self, read, total: int) -> np.ndarray:
-        """(T', V) logits of `total` samples at 16 kHz; `read(lo, hi)` returns samples lo..hi. Audio longer
-        than LONG_S goes WINDOW_S at a time with CONTEXT_S of context on each side. Every window starts on
-        an output frame, so the frames join exactly as the whole file's would (tests/test_pipeline.py)."""
-        if total <= LONG_S * SAMPLE_RATE:
-            return self.emissions([read(0, total)])[0]
-        step = WINDOW_S * SAMPLE_RATE // self.frame_samples * self.frame_samples  # whole output frames
-        ctx = CONTEXT_S * SAMPLE_RATE // self.frame_samples * self.frame_samples
-        pieces = []
-        for start in range(0, total, step):
-            lo, hi = max(0, start - ctx), min(total, start + step + ctx)
-            logits = self.emissions([read(lo, hi)])[0]
-            skip = (start - lo) // self.frame_samples
-            last = start + step >= total  # keeps every frame to the end, as the whole file would have
-            pieces.append(logits[skip:] if last else logits[skip : skip + step // self.frame_samples])
-        return np.concatenate(pieces)
+        """(T', V) logits of `total` samples at 16 kHz; `read(lo, hi)` returns samples lo..hi, window by
+        window (window_spans), so a long file is never decoded whole."""
+        spans = window_spans(total, self.frame_samples)
+        return join_windows([self.emissions([read(lo, hi)])[0] for lo, hi, _, _ in spans], spans)
 
     def file_emissions(self, paths, done) -> None:
         """The one way files become emissions (transcription, evaluation, LM tuning): for each file, in
@@ -224,6 +213,29 @@ class Model:
                 )
 
             return self.windowed_emissions(read, int(f.frames * SAMPLE_RATE / sr))
+
+
+def window_spans(total: int, frame_samples: int) -> list[tuple[int, int, int, int | None]]:
+    """How `total` samples are transcribed: (lo, hi, skip, keep) per window, read samples lo..hi and keep
+    its output frames skip..skip+keep (keep None: to the end). Audio up to LONG_S is one window; longer
+    goes WINDOW_S at a time with CONTEXT_S of context on each side. Every window starts on an output
+    frame, so the kept frames join exactly as the whole file's would (tests/test_pipeline.py)."""
+    if total <= LONG_S * SAMPLE_RATE:
+        return [(0, total, 0, None)]
+    step = WINDOW_S * SAMPLE_RATE // frame_samples * frame_samples  # whole output frames
+    ctx = CONTEXT_S * SAMPLE_RATE // frame_samples * frame_samples
+    spans = []
+    for start in range(0, total, step):
+        lo, hi = max(0, start - ctx), min(total, start + step + ctx)
+        last = start + step >= total  # keeps every frame to the end, as the whole file would have
+        spans.append((lo, hi, (start - lo) // frame_samples, None if last else step // frame_samples))
+    return spans
+
+
+def join_windows(logits: list[np.ndarray], spans) -> np.ndarray:
+    """Each window's (T_i, V) logits (window_spans' order) -> the (T', V) logits of the whole audio."""
+    pieces = [lg[skip:] if keep is None else lg[skip : skip + keep] for lg, (_, _, skip, keep) in zip(logits, spans)]
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
 
 def as_wave(audio, sample_rate: int) -> np.ndarray:

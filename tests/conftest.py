@@ -87,6 +87,16 @@ def overfit_run(tiny_corpus, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def exported(overfit_run, tmp_path_factory):
+    """The overfit model exported (ONNX): what a deployment runs."""
+    from asr.export import export
+
+    folder = tmp_path_factory.mktemp("export") / "model"
+    export(overfit_run[1], folder, log=lambda *a: None)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def aligned_run(tmp_path_factory):
     """A model trained briefly on 150 synthetic utterances: unlike the overfit model (whose CTC spikes
     drift once it memorises 8 utterances), it emits tokens where the speech is, as trained models do."""

@@ -26,15 +26,6 @@ sys.meta_path.insert(0, NotInstalled())
 
 
 @pytest.fixture(scope="session")
-def exported(overfit_run, tmp_path_factory):
-    from asr.export import export
-
-    folder = tmp_path_factory.mktemp("export") / "model"
-    export(overfit_run[1], folder, log=lambda *a: None)
-    return folder
-
-
-@pytest.fixture(scope="session")
 def test_rows(tiny_corpus):
     return read_manifest(tiny_corpus[1]["test"]) + read_manifest(tiny_corpus[1]["train"])[:4]
 

@@ -21,6 +21,8 @@ INFERENCE = [
     "asr.runs",
     "asr.runtime",
     "asr.schema",
+    "asr.serve",
+    "asr.serve.app",
     "asr.text",
     "asr.transcribe",
     "asr.writers",
