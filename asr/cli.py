@@ -444,7 +444,13 @@ def parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-file-mb", type=float, default=25, help="largest upload (default 25, as OpenAI)")
     sv.add_argument("--max-audio-minutes", type=float, default=30, help="longest audio (default 30)")
     sv.add_argument("--max-queue", type=int, default=32, help="requests at once; more get 503 (default 32)")
-    sv.add_argument("--batch-wait-ms", type=float, default=20, help="how long a request waits for others to batch with")
+    sv.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0,
+        help="how long a request waits for others to share its forward pass (default 0: requests that queue "
+        "while the network is busy are batched anyway; waiting pays on a GPU, not on a CPU: BENCHMARKS.md)",
+    )
     sv.add_argument("--no-batching", action="store_true", help="one request per forward pass")
     sv.add_argument("--cors-origin", action="append", help="allow browser pages from this origin (repeatable)")
     sv.add_argument("--device", default="auto")

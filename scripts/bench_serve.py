@@ -6,7 +6,8 @@ off, for a model exported as float32 and as int8; beside it `asr transcribe` on 
 
 The checkpoint is exported twice (float32, --int8) into a temporary folder. For each export and each
 batching setting one `asr serve` process is started; each client count then posts the files in turn
-(every client its own order) for --seconds, and every answer's text is checked against `asr transcribe`'s.
+(every client its own order) for --seconds; "errors" counts answers that are not 200 or whose text differs
+from `asr transcribe`'s for all files in one command.
 The clients are threads in this process, on the same CPU cores as the server: on a 2-core machine the
 figures are a floor. Prints a Markdown table.
 """
@@ -93,6 +94,8 @@ def main():
     p.add_argument("--clients", default="1,4,16")
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--port", type=int, default=8790)
+    p.add_argument("--weights", default="float32,int8")
+    p.add_argument("--batch-wait-ms", type=float, default=0, help="asr serve's --batch-wait-ms with batching on")
     args = p.parse_args()
 
     paths = expand_inputs([args.audio])[: args.files]
@@ -100,7 +103,7 @@ def main():
     print(f"{len(paths)} files, {sum(durations):.0f} s of audio, {np.mean(durations):.1f} s on average")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for weights in ("float32", "int8"):
+        for weights in args.weights.split(","):
             folder = Path(tmp) / weights
             export(args.checkpoint, folder, int8=weights == "int8", log=lambda *a: None)
             expected = {str(r.path): r.text for r in load_model(folder).transcribe_many(paths)}
@@ -111,10 +114,12 @@ def main():
             rows.append((weights, "`asr transcribe`, all files in one command", "", len(paths) / wall, None, None, 0))
             bodies = [(str(f), form(f), d) for f, d in zip(paths, durations)]
             for batching in (True, False):
-                with server(folder, args.port, *([] if batching else ["--no-batching"])):
+                flags = ["--batch-wait-ms", str(args.batch_wait_ms)] if batching else ["--no-batching"]
+                with server(folder, args.port, *flags):
                     for clients in map(int, args.clients.split(",")):
                         r = load(args.port, bodies, expected, clients, args.seconds)
-                        rows.append((weights, "on" if batching else "off", clients, r["rps"], r["p50"], r["p95"],
+                        on = f"on, wait {args.batch_wait_ms:g} ms"
+                        rows.append((weights, on if batching else "off", clients, r["rps"], r["p50"], r["p95"],
                                      r["errors"]))  # fmt: skip
                         print(rows[-1], flush=True)
     print("\n| weights | batching | clients | requests/s | p50 latency | p95 latency | errors |")

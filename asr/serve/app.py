@@ -46,7 +46,7 @@ class ServeOptions:
     max_audio_minutes: float = 30
     max_queue: int = 32  # requests admitted at once (receiving, waiting, decoding); the rest: 503
     batching: bool = True
-    batch_wait_ms: float = 20  # the first request of a batch waits this long for others
+    batch_wait_ms: float = 0  # the first request of a batch waits this long for others (0: batch what is waiting)
     batch_seconds: float = 240  # audio per batch at most
     read_timeout_s: float = 60  # to receive a request's body
     api_key: str | None = None

@@ -1,9 +1,9 @@
 """Requests that arrive together share a forward pass.
 
 One thread owns the network. Each request hands it a list of waves (one, or a long file's windows) and
-awaits their logits; the thread takes the first waiting request, then keeps taking more for up to
-`wait_s` or until `max_seconds` of audio are gathered, and runs them all through `emissions` (which packs
-similar lengths into padded batches, as `asr transcribe` does). Per-request results are handed back to
+awaits their logits; the thread takes the first waiting request, then every other request already waiting
+and any that arrive within `wait_s`, up to `max_seconds` of audio, and runs them all through `emissions`
+(which packs similar lengths into padded batches, as `asr transcribe` does). Per-request results are handed back to
 the event loop, which never runs the network itself.
 """
 
@@ -43,7 +43,8 @@ class Batcher:
     """`await batcher.emissions(waves)` -> one (T', V) logits array per wave, computed in the batcher's thread.
 
     emissions: the model's function from a list of 16 kHz waves to their logits (asr.transcribe.Model.emissions).
-    wait_s: how long the first request of a batch waits for others (0 with batching off: one request at a time).
+    wait_s: how long the first request of a batch waits for others to arrive (0: only those already waiting).
+    batching: False runs one request at a time.
     max_seconds: audio gathered into one batch at most (a request longer than this runs alone)."""
 
     def __init__(self, emissions, wait_s: float = 0.02, max_seconds: float = 240.0, batching: bool = True):
