@@ -17,6 +17,21 @@ def shared_data(*parts) -> Path:
     return path
 
 
+def bare_trainer(tmp_path, **kwargs):
+    """A CPU Trainer with no logger, checkpoints, progress bar or summary: only the loop under test."""
+    import pytorch_lightning as pl
+
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run `asr ARGV...` in-process -> (exit code, stdout, stderr)."""

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import bare_trainer
 
 import asr.data.loader as loader
 from asr.config import DataConfig
@@ -58,15 +59,7 @@ def test_lightning_tells_the_batch_sampler_each_epoch(tmp_path):
         def train_dataloader(self):
             return torch.utils.data.DataLoader(list(range(6)), batch_sampler=sampler)
 
-    pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    ).fit(Probe())
+    bare_trainer(tmp_path, max_epochs=3).fit(Probe())
     assert seen and all(epoch == sampler_epoch for epoch, sampler_epoch in seen) and seen[-1][0] == 2
 
 

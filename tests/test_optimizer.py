@@ -3,6 +3,7 @@
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import bare_trainer
 from pytorch_lightning.plugins.precision import MixedPrecision
 
 from asr.config import Config
@@ -19,19 +20,6 @@ def tiny_module():
         {"model": {"hidden": 16, "layers": 2, "dropout": 0.0}, "trainer": {"gradient_clip_val": CLIP}}
     )
     return CTCModule(config, CharTokenizer())
-
-
-def bare_trainer(tmp_path, **kwargs) -> pl.Trainer:
-    """A CPU Trainer with no logger, checkpoints, progress bar or summary: only the optimisation under test."""
-    return pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **kwargs,
-    )
 
 
 def grad_norm(module):

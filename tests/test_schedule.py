@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
+from conftest import bare_trainer
 
 from asr.config import Config
 from asr.errors import ASRError
@@ -63,17 +64,7 @@ class _Tiny(pl.LightningModule):
 
 def test_a_run_stopped_by_max_time_ends_at_the_final_lr(tmp_path):
     module = _Tiny()
-    trainer = pl.Trainer(
-        max_time={"seconds": 2},
-        max_epochs=-1,
-        callbacks=[FollowTimeBudget()],
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = bare_trainer(tmp_path, max_time={"seconds": 2}, max_epochs=-1, callbacks=[FollowTimeBudget()])
     trainer.fit(module)
     lrs = module.lrs[5:]  # after warm-up
     assert len(lrs) > 50, "the time budget should allow many tiny steps"
@@ -88,15 +79,7 @@ def test_a_run_stopped_by_max_time_ends_at_the_final_lr(tmp_path):
 
 
 def test_the_end_line_says_steps_without_a_clock(tmp_path):
-    trainer = pl.Trainer(
-        max_steps=7,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = bare_trainer(tmp_path, max_steps=7)
     trainer.fit(_Tiny())
     assert how_it_ended(trainer) == "training ended at step 7 of 7"
 
